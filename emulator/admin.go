@@ -1,0 +1,133 @@
+package emulator
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+)
+
+// adminRoutes is the control API under /__emulator/, used by e2e tests and
+// scripts that run the emulator as a process. It has no authentication;
+// Start only listens on loopback. Bodies are snake_case JSON.
+func (e *Emulator) adminRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /__emulator/orgs", func(w http.ResponseWriter, r *http.Request) {
+		var o Org
+		if readAdminJSON(w, r, &o) {
+			writeJSON(w, http.StatusOK, e.AddOrg(o))
+		}
+	})
+	mux.HandleFunc("POST /__emulator/users", func(w http.ResponseWriter, r *http.Request) {
+		var u User
+		if readAdminJSON(w, r, &u) {
+			writeJSON(w, http.StatusOK, e.AddUser(u))
+		}
+	})
+	mux.HandleFunc("POST /__emulator/apps", func(w http.ResponseWriter, r *http.Request) {
+		var a App
+		if readAdminJSON(w, r, &a) {
+			e.writeAppView(w, e.AddApp(a))
+		}
+	})
+	mux.HandleFunc("GET /__emulator/apps/{key}", func(w http.ResponseWriter, r *http.Request) {
+		a, ok := e.AppByConsumerKey(r.PathValue("key"))
+		if !ok {
+			adminError(w, http.StatusNotFound, "unknown consumer key")
+			return
+		}
+		e.writeAppView(w, a)
+	})
+	mux.HandleFunc("PUT /__emulator/apps/{key}/certificate", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Certificate string `json:"certificate"`
+		}
+		if !readAdminJSON(w, r, &body) {
+			return
+		}
+		key := r.PathValue("key")
+		if _, ok := e.AppByConsumerKey(key); !ok {
+			adminError(w, http.StatusNotFound, "unknown consumer key")
+			return
+		}
+		if err := e.SetAppCertificate(key, body.Certificate); err != nil {
+			adminError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		a, _ := e.AppByConsumerKey(key)
+		e.writeAppView(w, a)
+	})
+	mux.HandleFunc("GET /__emulator/counters", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, e.Counters())
+	})
+	mux.HandleFunc("POST /__emulator/counters/reset", func(w http.ResponseWriter, r *http.Request) {
+		e.ResetCounters()
+		writeJSON(w, http.StatusOK, e.Counters())
+	})
+	mux.HandleFunc("POST /__emulator/faults", func(w http.ResponseWriter, r *http.Request) {
+		var f Fault
+		if !readAdminJSON(w, r, &f) {
+			return
+		}
+		if !validFaultKind(f.Kind) {
+			adminError(w, http.StatusBadRequest, "unknown fault kind "+f.Kind)
+			return
+		}
+		e.AddFault(f)
+		writeJSON(w, http.StatusOK, f)
+	})
+	mux.HandleFunc("DELETE /__emulator/faults", func(w http.ResponseWriter, r *http.Request) {
+		e.ClearFaults()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /__emulator/tokens/{token}", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]bool{"active": e.TokenActive(r.PathValue("token"))})
+	})
+	mux.HandleFunc("POST /__emulator/seed/demo", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, e.SeedDemo())
+	})
+	mux.HandleFunc("GET /__emulator/ca", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		_, _ = io.WriteString(w, e.CACertPEM())
+	})
+	mux.HandleFunc("/__emulator/", func(w http.ResponseWriter, r *http.Request) {
+		adminError(w, http.StatusNotFound, "no such admin endpoint")
+	})
+}
+
+// writeAppView is the app definition plus the certificates that validate
+// right now (which differ from certificate_pem during propagation).
+func (e *Emulator) writeAppView(w http.ResponseWriter, a App) {
+	b, err := json.Marshal(a)
+	if err != nil {
+		adminError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	var view map[string]any
+	_ = json.Unmarshal(b, &view)
+	view["accepted_certificates"] = e.AcceptedCertificates(a.ConsumerKey)
+	writeJSON(w, http.StatusOK, view)
+}
+
+func readAdminJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err == nil {
+		err = decodeStrict(b, v)
+	}
+	if err != nil {
+		adminError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func adminError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+func validFaultKind(k string) bool {
+	switch k {
+	case FaultLatency, FaultStatus, FaultHang, FaultReset, FaultMalformed,
+		FaultWrongInstanceURL, FaultDeployFail, FaultComponentFailure, FaultStuck:
+		return true
+	}
+	return false
+}

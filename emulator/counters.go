@@ -1,0 +1,50 @@
+package emulator
+
+import "maps"
+
+// Counters tell tests how the plugin used Salesforce, e.g. that a cached
+// token saved a login or that a rotation read before it deployed.
+type Counters struct {
+	TokenRequests       int            `json:"token_requests"`
+	TokensIssued        int            `json:"tokens_issued"`
+	TokenErrors         map[string]int `json:"token_errors"`           // by OAuth error code
+	TokenRequestsByUser map[string]int `json:"token_requests_by_user"` // by sub as sent
+	Revocations         int            `json:"revocations"`
+	RevokeRequests      int            `json:"revoke_requests"`
+	UserInfo            int            `json:"userinfo"`
+	Identity            int            `json:"identity"`
+	Limits              int            `json:"limits"`
+	ReadMetadata        int            `json:"read_metadata"`
+	DeployRequests      int            `json:"deploy_requests"`
+	DeployPolls         int            `json:"deploy_polls"`
+	DeploysSucceeded    int            `json:"deploys_succeeded"`
+	DeploysFailed       int            `json:"deploys_failed"`
+	FaultsInjected      int            `json:"faults_injected"`
+}
+
+func newCounters() Counters {
+	return Counters{TokenErrors: map[string]int{}, TokenRequestsByUser: map[string]int{}}
+}
+
+// Counters returns a copy of the counters.
+func (e *Emulator) Counters() Counters {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := e.counters
+	c.TokenErrors = maps.Clone(c.TokenErrors)
+	c.TokenRequestsByUser = maps.Clone(c.TokenRequestsByUser)
+	return c
+}
+
+// ResetCounters zeroes every counter.
+func (e *Emulator) ResetCounters() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.counters = newCounters()
+}
+
+func (e *Emulator) count(f func(c *Counters)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	f(&e.counters)
+}

@@ -1,0 +1,88 @@
+package emulator
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestTLSAndURL(t *testing.T) {
+	e := New(Config{})
+	if e.URL() != "" {
+		t.Error("URL before Start")
+	}
+	if err := e.Start("0.0.0.0:0"); err == nil {
+		t.Fatal("non-loopback address accepted")
+	}
+	if err := e.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if err := e.Start("127.0.0.1:0"); err == nil {
+		t.Error("second Start accepted")
+	}
+	if !regexp.MustCompile(`^https://127\.0\.0\.1:\d+$`).MatchString(e.URL()) {
+		t.Errorf("URL %q", e.URL())
+	}
+	block, _ := pem.Decode([]byte(e.CACertPEM()))
+	ca, err := x509.ParseCertificate(block.Bytes)
+	if err != nil || !ca.IsCA {
+		t.Fatalf("CA: %v", err)
+	}
+	c := trustingClient(t, e)
+	port := e.URL()[strings.LastIndex(e.URL(), ":")+1:]
+	for _, host := range []string{"127.0.0.1", "localhost"} {
+		resp, err := c.Get("https://" + host + ":" + port + "/services/data/")
+		if err != nil {
+			t.Fatalf("%s: %v", host, err)
+		}
+		resp.Body.Close()
+		if resp.ProtoMajor != 1 {
+			t.Errorf("protocol %s (hijacking faults need HTTP/1.1)", resp.Proto)
+		}
+		leaf := resp.TLS.PeerCertificates[0]
+		if err := leaf.VerifyHostname("::1"); err != nil {
+			t.Errorf("server cert lacks ::1: %v", err)
+		}
+	}
+	// A client that does not trust the CA fails verification.
+	if _, err := (&http.Client{Timeout: 5 * time.Second}).Get(e.URL() + "/services/data/"); err == nil {
+		t.Error("untrusted client connected")
+	}
+	if err := e.Close(); err != nil {
+		t.Error(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Error("second Close:", err)
+	}
+}
+
+// In-process use: Handler() behind httptest, URLs built from the Host.
+func TestHandlerInProcess(t *testing.T) {
+	testKeys(t)
+	clock := &fakeClock{t: time.Now()}
+	e := New(Config{Clock: clock.Now})
+	seed := e.SeedDemo()
+	if err := e.SetAppCertificate(seed.App.ConsumerKey, certA); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(e.Handler())
+	defer srv.Close()
+	f := &fixture{e: e, clock: clock, client: srv.Client(), org: seed.Org, user: seed.User, app: seed.App}
+	c := f.claims()
+	c["aud"] = srv.URL
+	req, _ := http.NewRequest("POST", srv.URL+"/services/oauth2/token", strings.NewReader(jwtForm(sign(t, keyA, c)).Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r := f.do(t, req)
+	if r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	if m := r.json(t); m["instance_url"] != srv.URL || !strings.HasPrefix(m["id"].(string), srv.URL+"/id/") {
+		t.Errorf("urls %v", m)
+	}
+}
