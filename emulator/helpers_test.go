@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/internal/testclock"
 )
 
 // Two RSA keys with self-signed certificates, made once: 2048-bit key
@@ -55,28 +57,11 @@ func newKeyCert(t *testing.T, cn string) (*rsa.PrivateKey, string) {
 	return k, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // fixture is a started emulator with one production org, a pre-authorised
 // integration user, a deployer and an admin-approved app holding certA.
 type fixture struct {
 	e        *Emulator
-	clock    *fakeClock
+	clock    *testclock.Clock
 	client   *http.Client
 	org      Org
 	user     User
@@ -87,7 +72,7 @@ type fixture struct {
 func newFixture(t *testing.T, cfg Config) *fixture {
 	t.Helper()
 	testKeys(t)
-	clock := &fakeClock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	clock := testclock.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Now
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/internal/testclock"
 )
 
 func TestTLSAndURL(t *testing.T) {
@@ -65,7 +67,7 @@ func TestTLSAndURL(t *testing.T) {
 // In-process use: Handler() behind httptest, URLs built from the Host.
 func TestHandlerInProcess(t *testing.T) {
 	testKeys(t)
-	clock := &fakeClock{t: time.Now()}
+	clock := testclock.New(time.Now())
 	e := New(Config{Clock: clock.Now})
 	seed := e.SeedDemo()
 	if err := e.SetAppCertificate(seed.App.ConsumerKey, certA); err != nil {

@@ -1,0 +1,158 @@
+// Package backend is the Salesforce secrets engine: connections (an org reached through a
+// Connected App, with a ring of Vault-generated RSA keys), roles (a username and a caching
+// policy) and creds (access tokens minted with the OAuth 2.0 JWT bearer flow).
+package backend
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/backend/salesforce"
+	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/internal/version"
+)
+
+// operationPrefix names every OpenAPI operation of this engine (salesforce-read-connection, …).
+const operationPrefix = "salesforce"
+
+// Storage prefixes. Private key material lives only under keysPrefix, which is seal-wrapped on
+// Vault Enterprise; everything else is metadata. WALs are node-local, as in Vault's own engines.
+const (
+	connectionsPrefix = "connections/"
+	keyringPrefix     = "keyring/"
+	keysPrefix        = "keys/"
+	rolesPrefix       = "roles/"
+	usagePrefix       = "usage/"
+)
+
+type backend struct {
+	*framework.Backend
+
+	// connLocks serialise writes to one connection, its key ring and its rotation; role writes
+	// take the read side of their connection's lock so a connection cannot vanish under them.
+	connLocks []*locksutil.LockEntry
+	// roleLocks serialise writes to one role and its usage counters.
+	roleLocks []*locksutil.LockEntry
+
+	clients *clientCache  // Salesforce clients per connection, rebuilt after a config change
+	signers *signerCache  // parsed private keys per connection and version
+	roles   *roleCache    // role entries, the hot path of every creds read
+	tokens  *tokenCache   // shared-mode access tokens per role
+	rotor   *rotationRuns // connections whose rotation is being driven right now
+	sched   *schedule     // when each connection next needs rotation work
+
+	now func() time.Time
+	// newClient builds a Salesforce client; tests shorten its retry policy through it.
+	newClient func(salesforce.Options) (*salesforce.Client, error)
+	retry     salesforce.RetryPolicy
+	// sleep waits between rotation steps; tests replace it to run without real waits.
+	sleep func(context.Context, time.Duration) error
+
+	// ctx lives as long as the backend; background work stops when Clean cancels it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Factory is what Vault calls to make one backend per mount.
+func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
+	b := newBackend()
+	if err := b.Setup(ctx, conf); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func newBackend() *backend {
+	b := &backend{
+		connLocks: locksutil.CreateLocks(),
+		roleLocks: locksutil.CreateLocks(),
+		clients:   newClientCache(),
+		signers:   newSignerCache(),
+		roles:     newRoleCache(),
+		tokens:    newTokenCache(),
+		rotor:     newRotationRuns(),
+		sched:     newSchedule(),
+		sleep:     sleepCtx,
+		now:       time.Now,
+		newClient: salesforce.New,
+		retry:     salesforce.DefaultRetry(),
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.Backend = &framework.Backend{
+		Help:        strings.TrimSpace(backendHelp),
+		BackendType: logical.TypeLogical,
+		PathsSpecial: &logical.Paths{
+			SealWrapStorage: []string{keysPrefix},
+			LocalStorage:    []string{framework.WALPrefix},
+		},
+		Paths: framework.PathAppend(
+			// Specific patterns before generic ones: the first match wins.
+			pathKeys(b),
+			pathRotation(b),
+			pathConnections(b),
+			pathRoles(b),
+			pathCreds(b),
+			[]*framework.Path{pathInfo(b)},
+		),
+		Secrets:        []*framework.Secret{secretToken(b)},
+		PeriodicFunc:   b.periodic,
+		InitializeFunc: b.initialize,
+		Clean:          b.clean,
+		Invalidate:     b.invalidate,
+		RunningVersion: version.Version,
+	}
+	return b
+}
+
+func (b *backend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
+	return b.loadSchedule(ctx, req.Storage)
+}
+
+// clean stops background work and drops every cache (unmount, seal, step-down, reload).
+func (b *backend) clean(context.Context) {
+	b.cancel()
+	b.wg.Wait()
+	b.clients.clear()
+	b.signers.clear()
+	b.roles.clear()
+	b.tokens.clear()
+}
+
+// invalidate is called when storage changes under us through replication (Enterprise).
+func (b *backend) invalidate(_ context.Context, key string) {
+	switch {
+	case strings.HasPrefix(key, connectionsPrefix):
+		b.clients.drop(strings.TrimPrefix(key, connectionsPrefix))
+	case strings.HasPrefix(key, keyringPrefix):
+		b.signers.drop(strings.TrimPrefix(key, keyringPrefix))
+	case strings.HasPrefix(key, rolesPrefix):
+		name := strings.TrimPrefix(key, rolesPrefix)
+		b.roles.drop(name)
+		b.tokens.drop(name)
+	}
+}
+
+func (b *backend) connLock(name string) *locksutil.LockEntry {
+	return locksutil.LockForKey(b.connLocks, name)
+}
+
+func (b *backend) roleLock(name string) *locksutil.LockEntry {
+	return locksutil.LockForKey(b.roleLocks, name)
+}
+
+const backendHelp = `
+The Salesforce secrets engine mints short-lived Salesforce access tokens with the OAuth 2.0 JWT
+bearer flow. The RSA keys that sign the JWT assertions are generated inside Vault and never leave
+it: operators register only the X.509 certificate on the Salesforce Connected App (or External
+Client App). Keys are versioned and can be rotated automatically with no outage.
+
+Start with "connections/<name>" (the org and app), register the certificate it returns on the
+app, define "roles/<name>" (the Salesforce username and caching policy), then read
+"creds/<name>" to get a token.
+`

@@ -1,0 +1,165 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/backend/keyutil"
+	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/backend/salesforce"
+)
+
+// Defaults of the public API contract (docs/api.md).
+const (
+	defaultLoginURL               = "https://login.salesforce.com"
+	defaultKeyType                = keyutil.RSA2048
+	defaultCertificateTTL         = 8760 * time.Hour
+	defaultCertificateRenewBefore = 720 * time.Hour
+	defaultKeepArchivedKeys       = 2
+	defaultPropagationTimeout     = 15 * time.Minute
+	defaultAPIVersion             = "62.0"
+
+	deployManual      = "manual"
+	deployMetadataAPI = "metadata_api"
+
+	appTypeConnectedApp      = "connected_app"
+	appTypeExternalClientApp = "external_client_app"
+	maxNameLength            = 128
+	maxCACertBytes           = 256 << 10
+	maxCertificateTTL        = 20 * 8760 * time.Hour
+	minCertificateTTL        = 24 * time.Hour
+	minKeyRotationPeriod     = time.Hour
+	maxKeepArchivedKeys      = 100
+	maxConsumerKeyLength     = 256
+	minPropagationTimeout    = time.Minute
+	maxPropagationTimeout    = 24 * time.Hour
+)
+
+// connectionEntry is one org reached through one app. It holds no key material: the key ring
+// is stored apart (keyring.go) so that rotation never rewrites the operator's settings.
+type connectionEntry struct {
+	ConsumerKey            string        `json:"consumer_key"`
+	ConsumerKeySetAt       time.Time     `json:"consumer_key_set_at"`
+	LoginURL               string        `json:"login_url"`
+	Audience               string        `json:"audience,omitempty"` // empty: derived from LoginURL
+	AllowNonSalesforceHost bool          `json:"allow_non_salesforce_host"`
+	CACert                 string        `json:"ca_cert,omitempty"`
+	KeyType                string        `json:"key_type"`
+	CertificateTTL         time.Duration `json:"certificate_ttl"`
+	CertificateSubject     string        `json:"certificate_subject,omitempty"` // empty: default
+	KeyRotationPeriod      time.Duration `json:"key_rotation_period"`
+	CertificateRenewBefore time.Duration `json:"certificate_renew_before"`
+	KeepArchivedKeys       int           `json:"keep_archived_keys"`
+	Deploy                 string        `json:"deploy"`
+	AppType                string        `json:"app_type"`
+	AppName                string        `json:"app_name,omitempty"`
+	ECAOAuthSettingsName   string        `json:"eca_oauth_settings_name,omitempty"`
+	DeployUsername         string        `json:"deploy_username,omitempty"`
+	VerifyUsername         string        `json:"verify_username,omitempty"`
+	PropagationTimeout     time.Duration `json:"propagation_timeout"`
+	APIVersion             string        `json:"api_version"`
+	ConsumerKeyMaxAge      time.Duration `json:"consumer_key_max_age"`
+	CreatedAt              time.Time     `json:"created_at"`
+	UpdatedAt              time.Time     `json:"updated_at"`
+}
+
+func defaultConnection(now time.Time) *connectionEntry {
+	return &connectionEntry{
+		LoginURL:               defaultLoginURL,
+		KeyType:                defaultKeyType,
+		CertificateTTL:         defaultCertificateTTL,
+		CertificateRenewBefore: defaultCertificateRenewBefore,
+		KeepArchivedKeys:       defaultKeepArchivedKeys,
+		Deploy:                 deployManual,
+		AppType:                appTypeConnectedApp,
+		PropagationTimeout:     defaultPropagationTimeout,
+		APIVersion:             defaultAPIVersion,
+		CreatedAt:              now,
+	}
+}
+
+// audience is the JWT aud: the operator's choice, or the one Salesforce expects for the host.
+func (c *connectionEntry) audience() string {
+	if c.Audience != "" {
+		return c.Audience
+	}
+	return salesforce.DefaultAudience(c.LoginURL)
+}
+
+func (c *connectionEntry) subject(name string) string {
+	if c.CertificateSubject != "" {
+		return c.CertificateSubject
+	}
+	return "CN=vault-plugin-salesforce " + name
+}
+
+func (c *connectionEntry) rotationEnabled() bool { return c.KeyRotationPeriod > 0 }
+
+func getConnection(ctx context.Context, s logical.Storage, name string) (*connectionEntry, error) {
+	var c connectionEntry
+	found, err := getJSON(ctx, s, connectionsPrefix+name, &c)
+	if err != nil || !found {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func putConnection(ctx context.Context, s logical.Storage, name string, c *connectionEntry) error {
+	return putJSON(ctx, s, connectionsPrefix+name, c)
+}
+
+var (
+	consumerKeyRe = regexp.MustCompile(`^[A-Za-z0-9._]+$`)
+	apiVersionRe  = regexp.MustCompile(`^[1-9][0-9]\.0$`)
+	appNameRe     = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,79}$`)
+	// Salesforce usernames have the form of an email address (the domain need not exist).
+	usernameRe = regexp.MustCompile(`^[^\s@]{1,64}@[^\s@]{1,255}$`)
+)
+
+// validate checks the settings as a whole, once every field has been applied, and names the
+// field to fix.
+func (c *connectionEntry) validate() *fieldError {
+	if c.ConsumerKey == "" {
+		return fieldErr("consumer_key", "is required: copy the Consumer Key from the Connected App (or External Client App) in Salesforce Setup")
+	}
+	if len(c.ConsumerKey) > maxConsumerKeyLength || !consumerKeyRe.MatchString(c.ConsumerKey) {
+		return fieldErr("consumer_key", "must be the app's consumer key: up to %d letters, digits, dots or underscores", maxConsumerKeyLength)
+	}
+	if c.Deploy == deployMetadataAPI {
+		if c.AppName == "" {
+			return fieldErr("app_name", "is required with deploy=metadata_api: give the API name of the Connected App or External Client App (e.g. Vault_JWT)")
+		}
+		if c.DeployUsername == "" {
+			return fieldErr("deploy_username", "is required with deploy=metadata_api: a Salesforce user with API Enabled, Customize Application and Modify Metadata, pre-authorised on the app")
+		}
+	}
+	if c.KeyRotationPeriod > 0 && c.CertificateRenewBefore >= c.CertificateTTL {
+		return fieldErr("certificate_renew_before", "(%s) must be shorter than certificate_ttl (%s), or every new certificate would be due for renewal at once", c.CertificateRenewBefore, c.CertificateTTL)
+	}
+	return nil
+}
+
+// fieldError is a bad-input error that names its field; handlers turn it into an HTTP 400.
+type fieldError struct {
+	field string
+	msg   string
+}
+
+func fieldErr(field, format string, args ...any) *fieldError {
+	return &fieldError{field: field, msg: fmt.Sprintf(format, args...)}
+}
+
+func (e *fieldError) Error() string { return fmt.Sprintf("%s %s", e.field, e.msg) }
+
+func (e *fieldError) response() *logical.Response { return logical.ErrorResponse(e.Error()) }
+
+func validUsername(field, v string) *fieldError {
+	if !usernameRe.MatchString(v) || strings.ContainsAny(v, "\x00\r\n\t") {
+		return fieldErr(field, "must be a Salesforce username, which has the form of an email address (e.g. integration@acme.com)")
+	}
+	return nil
+}

@@ -1,0 +1,99 @@
+package backend
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// rejectUnknownFields refuses a write that names a field the path does not define: a typo such
+// as "sesion_timeout" must never fall back silently to a default. Vault's own ignored-field
+// warning is not enough, because Vault attaches it only to non-empty responses.
+func rejectUnknownFields(req *logical.Request, d *framework.FieldData) *logical.Response {
+	var unknown []string
+	for k := range req.Data {
+		if _, ok := d.Schema[k]; !ok {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	var known []string
+	for k, s := range d.Schema {
+		if !s.Query && k != "name" && k != "version" { // path captures are not body fields
+			known = append(known, k)
+		}
+	}
+	sort.Strings(known)
+	return logical.ErrorResponse("unknown field(s) %s: this path accepts %s",
+		quoteAll(unknown), strings.Join(known, ", "))
+}
+
+func quoteAll(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return strings.Join(q, ", ")
+}
+
+// validName checks a connection or role name taken from the path. The route regex already keeps
+// slashes and dots-only names out; this bounds the length for storage keys and logs.
+func validName(name string) *logical.Response {
+	if len(name) > maxNameLength {
+		return logical.ErrorResponse("name is %d characters long: use at most %d", len(name), maxNameLength)
+	}
+	return nil
+}
+
+// seconds reads a TypeDurationSecond field as a duration.
+func seconds(v any) time.Duration { return time.Duration(v.(int)) * time.Second }
+
+// durationField reads an optional duration field and checks its bounds.
+func durationField(d *framework.FieldData, name string, min, max time.Duration, allowZero bool) (time.Duration, bool, *fieldError) {
+	raw, ok := d.GetOk(name)
+	if !ok {
+		return 0, false, nil
+	}
+	v := seconds(raw)
+	if v == 0 && allowZero {
+		return 0, true, nil
+	}
+	if v < min || (max > 0 && v > max) {
+		bounds := fmt.Sprintf("at least %s", min)
+		if max > 0 {
+			bounds = fmt.Sprintf("between %s and %s", min, max)
+		}
+		if allowZero {
+			bounds += " (or 0 to turn it off)"
+		}
+		return 0, true, fieldErr(name, "is %s: it must be %s", v, bounds)
+	}
+	return v, true, nil
+}
+
+// oneOf checks an enumerated string field.
+func oneOf(field, v string, allowed ...string) *fieldError {
+	for _, a := range allowed {
+		if v == a {
+			return nil
+		}
+	}
+	return fieldErr(field, "is %q: use one of %s", v, strings.Join(allowed, ", "))
+}
+
+// noControlChars refuses control characters in free-text fields that reach logs or certificates.
+func noControlChars(field, v string) *fieldError {
+	for _, r := range v {
+		if r < 0x20 || r == 0x7f {
+			return fieldErr(field, "contains a control character")
+		}
+	}
+	return nil
+}

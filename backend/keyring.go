@@ -1,0 +1,210 @@
+package backend
+
+import (
+	"context"
+	"crypto/rsa"
+	"crypto/x509"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/backend/keyutil"
+)
+
+// Key version statuses. Exactly one version is active; at most one is pending.
+const (
+	statusPending   = "pending"
+	statusActive    = "active"
+	statusArchived  = "archived"
+	statusDestroyed = "destroyed"
+
+	originGenerated = "generated"
+	originImported  = "imported"
+)
+
+// keyVersion is the metadata of one key of a connection's ring. The private key itself is
+// stored apart, under the seal-wrapped keys/ prefix, and only read to sign.
+type keyVersion struct {
+	Version           int       `json:"version"`
+	Status            string    `json:"status"`
+	KeyType           string    `json:"key_type"`
+	Origin            string    `json:"origin"`
+	Certificate       string    `json:"certificate,omitempty"` // PEM; dropped when destroyed
+	FingerprintSHA256 string    `json:"fingerprint_sha256"`
+	NotAfter          time.Time `json:"not_after"`
+	CreatedAt         time.Time `json:"created_at"`
+	ActivatedAt       time.Time `json:"activated_at,omitempty"`
+	ArchivedAt        time.Time `json:"archived_at,omitempty"`
+	DestroyedAt       time.Time `json:"destroyed_at,omitempty"`
+}
+
+// keyRing is a connection's versions and its rotation state, stored as one entry so that a
+// promotion (pending → active, active → archived, state → idle) is a single atomic write.
+type keyRing struct {
+	Versions []*keyVersion `json:"versions"`
+	Rotation rotationState `json:"rotation"`
+}
+
+func (r *keyRing) byStatus(status string) *keyVersion {
+	for _, v := range r.Versions {
+		if v.Status == status {
+			return v
+		}
+	}
+	return nil
+}
+
+func (r *keyRing) active() *keyVersion  { return r.byStatus(statusActive) }
+func (r *keyRing) pending() *keyVersion { return r.byStatus(statusPending) }
+
+func (r *keyRing) version(n int) *keyVersion {
+	for _, v := range r.Versions {
+		if v.Version == n {
+			return v
+		}
+	}
+	return nil
+}
+
+func (r *keyRing) nextVersion() int {
+	n := 0
+	for _, v := range r.Versions {
+		if v.Version > n {
+			n = v.Version
+		}
+	}
+	return n + 1
+}
+
+// archived returns the archived versions, newest first.
+func (r *keyRing) archived() []*keyVersion {
+	var out []*keyVersion
+	for _, v := range r.Versions {
+		if v.Status == statusArchived {
+			out = append(out, v)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Version > out[j].Version })
+	return out
+}
+
+// activate makes v the active version and archives the previous one.
+func (r *keyRing) activate(v *keyVersion, now time.Time) {
+	if old := r.active(); old != nil && old != v {
+		old.Status = statusArchived
+		old.ArchivedAt = now
+	}
+	v.Status = statusActive
+	v.ActivatedAt = now
+	v.ArchivedAt = time.Time{}
+}
+
+func getKeyRing(ctx context.Context, s logical.Storage, conn string) (*keyRing, error) {
+	var r keyRing
+	found, err := getJSON(ctx, s, keyringPrefix+conn, &r)
+	if err != nil || !found {
+		return nil, err
+	}
+	return &r, nil
+}
+
+func putKeyRing(ctx context.Context, s logical.Storage, conn string, r *keyRing) error {
+	return putJSON(ctx, s, keyringPrefix+conn, r)
+}
+
+// keyMaterial is the only storage entry that holds a private key.
+type keyMaterial struct {
+	PrivateKey []byte `json:"private_key"` // PKCS#8 DER
+}
+
+func keyMaterialPath(conn string, version int) string {
+	return keysPrefix + conn + "/" + strconv.Itoa(version)
+}
+
+func putKeyMaterial(ctx context.Context, s logical.Storage, conn string, version int, key *rsa.PrivateKey) error {
+	der, err := keyutil.MarshalPrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("encoding key version %d: %w", version, err)
+	}
+	return putJSON(ctx, s, keyMaterialPath(conn, version), &keyMaterial{PrivateKey: der})
+}
+
+func getKeyMaterial(ctx context.Context, s logical.Storage, conn string, version int) (*rsa.PrivateKey, error) {
+	var m keyMaterial
+	found, err := getJSON(ctx, s, keyMaterialPath(conn, version), &m)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("key version %d of connection %q has no key material in storage", version, conn)
+	}
+	key, err := keyutil.UnmarshalPrivateKey(m.PrivateKey)
+	if err != nil {
+		return nil, fmt.Errorf("key version %d of connection %q: %w", version, conn, err)
+	}
+	key.Precompute()
+	return key, nil
+}
+
+// deleteAllKeyMaterial erases every stored private key of a connection.
+func deleteAllKeyMaterial(ctx context.Context, s logical.Storage, conn string) error {
+	versions, err := s.List(ctx, keysPrefix+conn+"/")
+	if err != nil {
+		return err
+	}
+	for _, v := range versions {
+		if err := s.Delete(ctx, keysPrefix+conn+"/"+v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// newKeyVersion makes the metadata and certificate of a key (generated when key is nil) and
+// stores its private key. The caller adds the version to the ring and stores the ring: until
+// then the material is unreferenced, so a failure leaves nothing a reader can see.
+func (b *backend) newKeyVersion(ctx context.Context, s logical.Storage, name string, conn *connectionEntry,
+	version int, status string, key *rsa.PrivateKey, cert *x509.Certificate) (*keyVersion, error) {
+	now := b.now().UTC()
+	origin := originImported
+	if key == nil {
+		origin = originGenerated
+		var err error
+		if key, err = keyutil.Generate(nil, conn.KeyType); err != nil {
+			return nil, err
+		}
+	}
+	var certPEM string
+	if cert == nil {
+		subject, err := keyutil.ParseSubject(conn.subject(name))
+		if err != nil {
+			return nil, fieldErr("certificate_subject", "%s", err)
+		}
+		certPEM, cert, err = keyutil.SelfSign(nil, key, keyutil.CertRequest{Subject: subject, Now: now, NotAfter: now.Add(conn.CertificateTTL)})
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		certPEM = keyutil.EncodeCertificate(cert)
+	}
+	if err := putKeyMaterial(ctx, s, name, version, key); err != nil {
+		return nil, err
+	}
+	v := &keyVersion{
+		Version:           version,
+		Status:            status,
+		KeyType:           keyutil.TypeOf(key),
+		Origin:            origin,
+		Certificate:       certPEM,
+		FingerprintSHA256: keyutil.Fingerprint(cert),
+		NotAfter:          cert.NotAfter.UTC(),
+		CreatedAt:         now,
+	}
+	if status == statusActive {
+		v.ActivatedAt = now
+	}
+	return v, nil
+}

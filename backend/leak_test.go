@@ -1,0 +1,115 @@
+package backend
+
+import (
+	"context"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"math/big"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/emulator"
+)
+
+// keyNeedles are fragments that would betray a private key in any encoding we or a library
+// might print: PEM, base64 of PKCS#1 and PKCS#8 DER, and the private exponent and primes in
+// hex, decimal and base64. (The modulus is public: it is in every certificate.)
+func keyNeedles(t *testing.T, k *rsa.PrivateKey) []string {
+	t.Helper()
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	mid := func(s string) string { return s[len(s)/2 : len(s)/2+32] }
+	for _, der := range [][]byte{pkcs8, x509.MarshalPKCS1PrivateKey(k)} {
+		b64 := base64.StdEncoding.EncodeToString(der)
+		out = append(out, mid(b64), b64[len(b64)-48:len(b64)-16])
+	}
+	for _, n := range append([]*big.Int{k.D}, k.Primes...) {
+		out = append(out, mid(n.Text(16)), mid(n.String()), mid(base64.StdEncoding.EncodeToString(n.Bytes())), mid(hex.EncodeToString(n.Bytes())))
+	}
+	return out
+}
+
+// TestPrivateKeysNeverLeak drives every path, success and failure, then scans every response,
+// error, warning and log line for private key material, and the logs for access tokens.
+func TestPrivateKeysNeverLeak(t *testing.T) {
+	e := newTestEnv(t)
+	imported := newRSA(t, 2048)
+	e.createConnection("prod", map[string]any{"verify_username": e.seed.User.Username})
+	e.read("connections/prod")
+	e.read("connections/prod/certificate")
+	e.list("connections/prod/keys/")
+	e.read("connections/prod/keys/1")
+	e.createRole("shared", "prod", nil)
+	e.createRole("leased", "prod", map[string]any{"token_mode": "per_lease"})
+	tokens := []string{
+		mustOK(t, e.read("creds/shared")).Data["access_token"].(string),
+		mustOK(t, e.read("creds/leased")).Data["access_token"].(string),
+	}
+	e.read("roles/shared")
+	// Refusals and bad input, which print errors.
+	e.write("connections/prod/import", map[string]any{"private_key": pkcs1PEM(imported), "certificate": selfSigned(t, newRSA(t, 2048))})
+	e.write("connections/prod/import", map[string]any{"private_key": "-----BEGIN RSA PRIVATE KEY-----\n" + base64.StdEncoding.EncodeToString([]byte("not really a key at all")) + "\n-----END RSA PRIVATE KEY-----"})
+	e.write("connections/bad", map[string]any{"consumer_key": "x", "login_url": "https://evil.example"})
+	mustOK(t, e.write("connections/prod/import", map[string]any{"private_key": pkcs1PEM(imported)}))
+	e.write("connections/prod/promote", nil) // refused: cert not on the app
+	_ = e.emu.SetAppCertificate(e.seed.App.ConsumerKey, "")
+	e.write("roles/shared/reset", nil)
+	e.read("creds/shared") // invalid assertion
+	e.emu.AddFault(emulator.Fault{Endpoint: "token", Kind: emulator.FaultMalformed})
+	e.do(logical.ReadOperation, "creds/leased", nil)
+	e.emu.ClearFaults()
+	mustOK(t, e.write("connections/prod/promote", map[string]any{"force": true}))
+	mustOK(t, e.write("connections/prod/rotate", nil))
+	e.b.wg.Wait()
+	e.read("connections/prod/rotation")
+	e.tick()
+
+	// Gather every private key the ring ever held, from storage.
+	var keys []*rsa.PrivateKey
+	versions, _ := e.storage.List(context.Background(), "keys/prod/")
+	for _, v := range versions {
+		var m keyMaterial
+		if _, err := getJSON(context.Background(), e.storage, "keys/prod/"+v, &m); err != nil {
+			t.Fatal(err)
+		}
+		k, err := x509.ParsePKCS8PrivateKey(m.PrivateKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k.(*rsa.PrivateKey))
+	}
+	if len(keys) < 3 {
+		t.Fatalf("expected at least 3 keys in the ring, found %d", len(keys))
+	}
+	keys = append(keys, imported)
+
+	e.mu.Lock()
+	haystacks := append([]string{e.logs.String()}, e.responses...)
+	e.mu.Unlock()
+	all := strings.Join(haystacks, "\n")
+	if len(e.responses) < 15 {
+		t.Fatalf("only %d responses recorded: the scenario did not run", len(e.responses))
+	}
+	if strings.Contains(all, "PRIVATE KEY-----") {
+		t.Error("a PEM private key block appears in a response or log")
+	}
+	for i, k := range keys {
+		for _, n := range keyNeedles(t, k) {
+			if strings.Contains(all, n) {
+				t.Fatalf("key %d leaked: fragment %q found in responses/logs", i, n)
+			}
+		}
+	}
+	for _, tok := range tokens {
+		if strings.Contains(e.logs.String(), tok) || strings.Contains(e.logs.String(), tok[16:]) {
+			t.Fatal("an access token was written to the log")
+		}
+	}
+}

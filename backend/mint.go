@@ -1,0 +1,102 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/backend/salesforce"
+)
+
+// mint signs an assertion for role with its connection's active key and exchanges it for an
+// access token. When Salesforce refuses the active key in a way a new certificate explains
+// (invalid assertion, or an app unknown during propagation) and a pending key is in flight,
+// it tries the pending key and, if Salesforce accepts it, promotes it: an operator who uploaded
+// the new certificate early loses no reads.
+func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, role *roleEntry) (*mintedToken, error) {
+	conn, err := getConnection(ctx, s, role.Connection)
+	if err != nil {
+		return nil, err
+	}
+	if conn == nil {
+		return nil, &mintRefused{fmt.Sprintf("role %q names connection %q, which does not exist", roleName, role.Connection)}
+	}
+	ring, err := getKeyRing(ctx, s, role.Connection)
+	if err != nil {
+		return nil, err
+	}
+	if ring == nil || ring.active() == nil {
+		return nil, &mintRefused{fmt.Sprintf("connection %q has no active key", role.Connection)}
+	}
+	active := ring.active()
+	tok, err := b.requestToken(ctx, s, role.Connection, conn, active.Version, role.Username)
+	version := active.Version
+	if err != nil && salesforce.KeyRefused(err) {
+		if pending := ring.pending(); pending != nil {
+			ptok, perr := b.requestToken(ctx, s, role.Connection, conn, pending.Version, role.Username)
+			if perr == nil {
+				b.Logger().Info("Salesforce accepted the pending key while refusing the active one; promoting it",
+					"connection", role.Connection, "pending_version", pending.Version, "active_version", active.Version)
+				if perr := b.promoteProven(ctx, s, role.Connection, pending.Version); perr != nil {
+					b.Logger().Error("promoting the proven pending key failed; it will be retried", "connection", role.Connection, "error", perr)
+				}
+				tok, err, version = ptok, nil, pending.Version
+			}
+		}
+	}
+	now := b.now().UTC()
+	if err != nil {
+		b.recordUsage(ctx, s, roleName, func(u *usageEntry) { u.LastError, u.LastErrorAt = err.Error(), now })
+		b.Logger().Warn("token request failed", "role", roleName, "connection", role.Connection, "key_version", version, "error", err)
+		return nil, err
+	}
+	b.recordUsage(ctx, s, roleName, func(u *usageEntry) {
+		u.TokensMinted++
+		u.LastMintedAt, u.LastKeyVersion = now, version
+	})
+	b.Logger().Debug("minted token", "role", roleName, "connection", role.Connection, "key_version", version, "username", role.Username)
+	return &mintedToken{token: *tok, username: role.Username, keyVersion: version, issuedAt: now, expiresAt: now.Add(role.SessionTimeout)}, nil
+}
+
+// requestToken makes one JWT bearer request with the given key version.
+func (b *backend) requestToken(ctx context.Context, s logical.Storage, connName string, conn *connectionEntry, version int, username string) (*salesforce.Token, error) {
+	key, err := b.signer(ctx, s, connName, version)
+	if err != nil {
+		return nil, err
+	}
+	assertion, err := salesforce.SignAssertion(key, salesforce.Claims{Issuer: conn.ConsumerKey, Subject: username, Audience: conn.audience()}, b.now())
+	if err != nil {
+		return nil, fmt.Errorf("signing the assertion: %w", err)
+	}
+	client, err := b.client(connName, conn)
+	if err != nil {
+		return nil, &mintRefused{fmt.Sprintf("connection %q: %s", connName, err)}
+	}
+	return client.RequestToken(ctx, assertion)
+}
+
+// mintRefused is a configuration problem found before asking Salesforce.
+type mintRefused struct{ msg string }
+
+func (e *mintRefused) Error() string { return e.msg }
+
+// mintErrorResponse turns a mint failure into the contract's answer: Salesforce refusals and
+// configuration problems are the operator's (400), an unreachable Salesforce is a bad gateway
+// (502), anything else is ours (500).
+func mintErrorResponse(err error) (*logical.Response, error) {
+	var oe *salesforce.OAuthError
+	var ue *salesforce.UpstreamError
+	var mr *mintRefused
+	switch {
+	case errors.As(err, &oe):
+		return logical.ErrorResponse(oe.Error()), nil
+	case errors.As(err, &mr):
+		return logical.ErrorResponse(mr.msg), nil
+	case errors.As(err, &ue):
+		return nil, logical.CodedError(http.StatusBadGateway, ue.Error())
+	}
+	return nil, err
+}

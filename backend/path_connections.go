@@ -1,0 +1,463 @@
+package backend
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/backend/keyutil"
+	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/backend/salesforce"
+)
+
+func connectionFields() map[string]*framework.FieldSchema {
+	dur := func(d time.Duration) int { return int(d.Seconds()) }
+	return map[string]*framework.FieldSchema{
+		"name": {Type: framework.TypeLowerCaseString, Description: "Name of the connection."},
+		"consumer_key": {Type: framework.TypeString, Required: true,
+			Description: "The app's consumer key (Setup > App Manager > View > Consumer Key); the JWT iss."},
+		"login_url": {Type: framework.TypeString, Default: defaultLoginURL,
+			Description: "Where token, revoke and userinfo requests go: https://login.salesforce.com, https://test.salesforce.com, a My Domain (https://acme.my.salesforce.com, https://acme--uat.sandbox.my.salesforce.com) or an Experience Cloud site URL. https only."},
+		"audience": {Type: framework.TypeString,
+			Description: "The JWT aud. Default: https://test.salesforce.com for test.salesforce.com and *.sandbox.my.salesforce.com, else https://login.salesforce.com. Write an empty string to return to the default."},
+		"allow_non_salesforce_host": {Type: framework.TypeBool, Default: false,
+			Description: "Allow a login_url outside Salesforce's domains (a private gateway, or a local emulator on loopback). Without it such hosts, IP literals and names resolving to private addresses are refused."},
+		"ca_cert": {Type: framework.TypeString, DisplayAttrs: &framework.DisplayAttributes{EditType: "file"},
+			Description: "Extra PEM CA bundle trusted for login_url, on top of the system roots."},
+		"key_type": {Type: framework.TypeString, Default: defaultKeyType, AllowedValues: []any{keyutil.RSA2048, keyutil.RSA3072, keyutil.RSA4096},
+			Description: "Type of newly generated keys: rsa-2048, rsa-3072 or rsa-4096."},
+		"certificate_ttl": {Type: framework.TypeDurationSecond, Default: dur(defaultCertificateTTL),
+			Description: "Validity of each generated self-signed certificate (Salesforce keeps accepting an expired one, but rotation renews it before)."},
+		"certificate_subject": {Type: framework.TypeString,
+			Description: "Subject of generated certificates, e.g. \"CN=vault prod, O=Acme\". Default: CN=vault-plugin-salesforce <name>."},
+		"key_rotation_period": {Type: framework.TypeDurationSecond, Default: 0,
+			Description: "Rotate when the active key is this old (0: off). Rotation runs in the background and never interrupts reads."},
+		"certificate_renew_before": {Type: framework.TypeDurationSecond, Default: dur(defaultCertificateRenewBefore),
+			Description: "Also rotate when the active certificate expires within this window (only when key_rotation_period is set)."},
+		"keep_archived_keys": {Type: framework.TypeInt, Default: defaultKeepArchivedKeys,
+			Description: "Archived key versions kept with their private key (for rolling back); older ones are destroyed automatically (metadata kept)."},
+		"deploy": {Type: framework.TypeString, Default: deployManual, AllowedValues: []any{deployManual, deployMetadataAPI},
+			Description: "How a new certificate reaches Salesforce: manual (an operator uploads it; the plugin detects acceptance) or metadata_api (the plugin deploys it to the app)."},
+		"app_type": {Type: framework.TypeString, Default: appTypeConnectedApp, AllowedValues: []any{appTypeConnectedApp, appTypeExternalClientApp},
+			Description: "connected_app or external_client_app (used by deploy=metadata_api)."},
+		"app_name": {Type: framework.TypeString,
+			Description: "API name of the Connected App or External Client App (required for deploy=metadata_api)."},
+		"eca_oauth_settings_name": {Type: framework.TypeString,
+			Description: "app_type=external_client_app: full name of the app's ExtlClntAppGlobalOauthSettings component, which holds the certificate. Default: <app_name>_glbloauth (what Salesforce names it for an app made in Setup)."},
+		"deploy_username": {Type: framework.TypeString,
+			Description: "Salesforce user whose token deploys new certificates (needs API Enabled, Customize Application and Modify Metadata, and pre-authorisation on the app). Required for deploy=metadata_api."},
+		"verify_username": {Type: framework.TypeString,
+			Description: "User whose token request proves a new key works. Default: the username of the first role on this connection."},
+		"propagation_timeout": {Type: framework.TypeDurationSecond, Default: dur(defaultPropagationTimeout),
+			Description: "How long a deployed or uploaded certificate may take to be accepted before the rotation is rolled back (metadata_api) or reported stalled (manual). Salesforce takes 2-10 minutes."},
+		"api_version": {Type: framework.TypeString, Default: defaultAPIVersion,
+			Description: "Salesforce API version for Metadata API calls, e.g. 62.0."},
+		"consumer_key_max_age": {Type: framework.TypeDurationSecond, Default: 0,
+			Description: "Warn on reads when consumer_key has not changed for this long (0: off)."},
+		"private_key": {Type: framework.TypeString, DisplayAttrs: &framework.DisplayAttributes{Sensitive: true, EditType: "textarea"},
+			Description: "Create only, optional: an existing PEM RSA private key (>= 2048 bits) to use as key version 1 instead of generating one, when migrating an app whose certificate is already registered. Write-only: never returned."},
+		"certificate": {Type: framework.TypeString, DisplayAttrs: &framework.DisplayAttributes{EditType: "textarea"},
+			Description: "Create only, with private_key: its registered PEM certificate (must match the key). Generated when absent."},
+	}
+}
+
+func pathConnections(b *backend) []*framework.Path {
+	return []*framework.Path{
+		{
+			Pattern:      "connections/?$",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "connections"},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ListOperation: &framework.PathOperation{Callback: b.pathConnectionsList, Summary: "List connections."},
+			},
+			HelpSynopsis:    "List the connections.",
+			HelpDescription: "Lists the names of the configured Salesforce connections.",
+		},
+		{
+			Pattern:        "connections/" + framework.GenericNameRegex("name"),
+			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "connection"},
+			Fields:         connectionFields(),
+			ExistenceCheck: b.connectionExists,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.CreateOperation: &framework.PathOperation{Callback: b.pathConnectionWrite, Summary: "Create a connection and its first key.",
+					ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true},
+				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathConnectionWrite, Summary: "Update a connection's settings.",
+					ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true},
+				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathConnectionRead, Summary: "Read a connection."},
+				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathConnectionDelete, Summary: "Delete a connection and its keys."},
+			},
+			HelpSynopsis:    "Manage a connection: one Salesforce org reached through one Connected App, and its key ring.",
+			HelpDescription: strings.TrimSpace(connectionHelp),
+		},
+	}
+}
+
+func (b *backend) connectionExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
+	c, err := getConnection(ctx, req.Storage, d.Get("name").(string))
+	return c != nil, err
+}
+
+func (b *backend) pathConnectionsList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	names, err := req.Storage.List(ctx, connectionsPrefix)
+	if err != nil {
+		return nil, err
+	}
+	return logical.ListResponse(names), nil
+}
+
+func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	if resp := rejectUnknownFields(req, d); resp != nil {
+		return resp, nil
+	}
+	name := d.Get("name").(string)
+	if resp := validName(name); resp != nil {
+		return resp, nil
+	}
+	lock := b.connLock(name)
+	lock.Lock()
+	defer lock.Unlock()
+
+	old, err := getConnection(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	now := b.now().UTC()
+	conn := defaultConnection(now)
+	if old != nil {
+		cp := *old
+		conn = &cp
+	}
+	if ferr := applyConnectionFields(conn, d, now); ferr != nil {
+		return ferr.response(), nil
+	}
+	conn.UpdatedAt = now
+
+	if old == nil {
+		if resp, err := b.createConnection(ctx, req.Storage, name, conn, d); resp != nil || err != nil {
+			return resp, err
+		}
+	} else {
+		if _, ok := d.GetOk("private_key"); ok {
+			return fieldErr("private_key", "can only be given when the connection is created: use connections/%s/import to add a key to an existing ring", name).response(), nil
+		}
+		if err := putConnection(ctx, req.Storage, name, conn); err != nil {
+			return nil, err
+		}
+		// Tokens already minted stay valid at Salesforce, so cached tokens survive a settings
+		// change (a new consumer key included); only the HTTP client is rebuilt.
+		b.clients.drop(name)
+	}
+	ring, err := getKeyRing(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	b.scheduleConnection(name, conn, ring)
+	return b.connectionResponse(ctx, req.Storage, name, conn, ring)
+}
+
+// createConnection stores key version 1 (generated or imported), the ring, then the
+// connection: the connection entry comes last, so until it exists nothing is visible, and a
+// failure removes what was written.
+func (b *backend) createConnection(ctx context.Context, s logical.Storage, name string, conn *connectionEntry, d *framework.FieldData) (*logical.Response, error) {
+	key, cert, ferr := importedKeyFields(d, "private_key", "certificate")
+	if ferr != nil {
+		return ferr.response(), nil
+	}
+	// Leftovers of an earlier connection of this name (a delete that failed half-way).
+	if err := deleteAllKeyMaterial(ctx, s, name); err != nil {
+		return nil, err
+	}
+	b.signers.drop(name)
+	v, err := b.newKeyVersion(ctx, s, name, conn, 1, statusActive, key, cert)
+	if err != nil {
+		if fe, ok := err.(*fieldError); ok {
+			return fe.response(), nil
+		}
+		return nil, err
+	}
+	ring := &keyRing{Versions: []*keyVersion{v}, Rotation: rotationState{State: stateIdle}}
+	if err := putKeyRing(ctx, s, name, ring); err != nil {
+		b.undoCreate(ctx, s, name)
+		return nil, err
+	}
+	if err := putConnection(ctx, s, name, conn); err != nil {
+		b.undoCreate(ctx, s, name)
+		return nil, err
+	}
+	b.Logger().Info("created connection", "connection", name, "key_version", 1, "origin", v.Origin, "fingerprint_sha256", v.FingerprintSHA256)
+	return nil, nil
+}
+
+func (b *backend) undoCreate(ctx context.Context, s logical.Storage, name string) {
+	if err := s.Delete(ctx, keyringPrefix+name); err != nil {
+		b.Logger().Error("cleaning up a failed connection create", "connection", name, "error", err)
+	}
+	if err := deleteAllKeyMaterial(ctx, s, name); err != nil {
+		b.Logger().Error("cleaning up a failed connection create", "connection", name, "error", err)
+	}
+	b.signers.drop(name)
+}
+
+// applyConnectionFields sets the given fields on c and checks the result as a whole.
+func applyConnectionFields(c *connectionEntry, d *framework.FieldData, now time.Time) *fieldError {
+	str := func(field string, dst *string) bool {
+		v, ok := d.GetOk(field)
+		if ok {
+			*dst = strings.TrimSpace(v.(string))
+		}
+		return ok
+	}
+	oldKey := c.ConsumerKey
+	str("consumer_key", &c.ConsumerKey)
+	if c.ConsumerKey != oldKey {
+		c.ConsumerKeySetAt = now
+	}
+	str("login_url", &c.LoginURL)
+	if v, ok := d.GetOk("allow_non_salesforce_host"); ok {
+		c.AllowNonSalesforceHost = v.(bool)
+	}
+	loginURL, err := salesforce.ValidateLoginURL(c.LoginURL, c.AllowNonSalesforceHost)
+	if err != nil {
+		return fieldErr("login_url", "%s", err)
+	}
+	c.LoginURL = loginURL
+
+	if str("audience", &c.Audience) && c.Audience != "" {
+		aud, err := salesforce.ValidateAudience(c.Audience)
+		if err != nil {
+			return fieldErr("audience", "%s", err)
+		}
+		c.Audience = aud
+	}
+	if str("ca_cert", &c.CACert) && c.CACert != "" {
+		if ferr := validCABundle(c.CACert); ferr != nil {
+			return ferr
+		}
+	}
+	if str("key_type", &c.KeyType) {
+		if ferr := oneOf("key_type", c.KeyType, keyutil.KeyTypes...); ferr != nil {
+			return ferr
+		}
+	}
+	if str("certificate_subject", &c.CertificateSubject) && c.CertificateSubject != "" {
+		if _, err := keyutil.ParseSubject(c.CertificateSubject); err != nil {
+			return fieldErr("certificate_subject", "%s", err)
+		}
+	}
+	if str("deploy", &c.Deploy) {
+		if ferr := oneOf("deploy", c.Deploy, deployManual, deployMetadataAPI); ferr != nil {
+			return ferr
+		}
+	}
+	if str("app_type", &c.AppType) {
+		if ferr := oneOf("app_type", c.AppType, appTypeConnectedApp, appTypeExternalClientApp); ferr != nil {
+			return ferr
+		}
+	}
+	if str("app_name", &c.AppName) && c.AppName != "" && !appNameRe.MatchString(c.AppName) {
+		return fieldErr("app_name", "%q is not an API name: start with a letter, then letters, digits or underscores (at most 80)", c.AppName)
+	}
+	if str("eca_oauth_settings_name", &c.ECAOAuthSettingsName) && c.ECAOAuthSettingsName != "" && !appNameRe.MatchString(c.ECAOAuthSettingsName) {
+		return fieldErr("eca_oauth_settings_name", "%q is not an API name: start with a letter, then letters, digits or underscores (at most 80)", c.ECAOAuthSettingsName)
+	}
+	for _, f := range []struct {
+		field string
+		dst   *string
+	}{{"deploy_username", &c.DeployUsername}, {"verify_username", &c.VerifyUsername}} {
+		if str(f.field, f.dst) && *f.dst != "" {
+			if ferr := validUsername(f.field, *f.dst); ferr != nil {
+				return ferr
+			}
+		}
+	}
+	if str("api_version", &c.APIVersion) && !apiVersionRe.MatchString(c.APIVersion) {
+		return fieldErr("api_version", "%q is not a Salesforce API version: use the form 62.0", c.APIVersion)
+	}
+	if v, ok := d.GetOk("keep_archived_keys"); ok {
+		n := v.(int)
+		if n < 0 || n > maxKeepArchivedKeys {
+			return fieldErr("keep_archived_keys", "is %d: keep between 0 and %d archived versions", n, maxKeepArchivedKeys)
+		}
+		c.KeepArchivedKeys = n
+	}
+	for _, f := range []struct {
+		field     string
+		dst       *time.Duration
+		min, max  time.Duration
+		allowZero bool
+	}{
+		{"certificate_ttl", &c.CertificateTTL, minCertificateTTL, maxCertificateTTL, false},
+		{"key_rotation_period", &c.KeyRotationPeriod, minKeyRotationPeriod, maxCertificateTTL, true},
+		{"certificate_renew_before", &c.CertificateRenewBefore, time.Hour, maxCertificateTTL, true},
+		{"propagation_timeout", &c.PropagationTimeout, minPropagationTimeout, maxPropagationTimeout, false},
+		{"consumer_key_max_age", &c.ConsumerKeyMaxAge, 24 * time.Hour, 0, true},
+	} {
+		v, set, ferr := durationField(d, f.field, f.min, f.max, f.allowZero)
+		if ferr != nil {
+			return ferr
+		}
+		if set {
+			*f.dst = v
+		}
+	}
+	return c.validate()
+}
+
+func validCABundle(pemData string) *fieldError {
+	if len(pemData) > maxCACertBytes {
+		return fieldErr("ca_cert", "is %d bytes: give at most %d bytes of PEM certificates", len(pemData), maxCACertBytes)
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM([]byte(pemData)) {
+		return fieldErr("ca_cert", "holds no PEM certificate: give one or more -----BEGIN CERTIFICATE----- blocks")
+	}
+	return nil
+}
+
+func (b *backend) pathConnectionRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	conn, err := getConnection(ctx, req.Storage, name)
+	if err != nil || conn == nil {
+		return nil, err
+	}
+	ring, err := getKeyRing(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	return b.connectionResponse(ctx, req.Storage, name, conn, ring)
+}
+
+// connectionResponse is every setting plus the key ring's summary. Never key material.
+func (b *backend) connectionResponse(_ context.Context, _ logical.Storage, name string, c *connectionEntry, ring *keyRing) (*logical.Response, error) {
+	secs := func(d time.Duration) int64 { return int64(d.Seconds()) }
+	data := map[string]any{
+		"consumer_key":              c.ConsumerKey,
+		"consumer_key_set_at":       formatTime(c.ConsumerKeySetAt),
+		"login_url":                 c.LoginURL,
+		"audience":                  c.audience(),
+		"allow_non_salesforce_host": c.AllowNonSalesforceHost,
+		"ca_cert":                   c.CACert,
+		"key_type":                  c.KeyType,
+		"certificate_ttl":           secs(c.CertificateTTL),
+		"certificate_subject":       c.subject(name),
+		"key_rotation_period":       secs(c.KeyRotationPeriod),
+		"certificate_renew_before":  secs(c.CertificateRenewBefore),
+		"keep_archived_keys":        c.KeepArchivedKeys,
+		"deploy":                    c.Deploy,
+		"app_type":                  c.AppType,
+		"app_name":                  c.AppName,
+		"eca_oauth_settings_name":   c.ECAOAuthSettingsName,
+		"deploy_username":           c.DeployUsername,
+		"verify_username":           c.VerifyUsername,
+		"propagation_timeout":       secs(c.PropagationTimeout),
+		"api_version":               c.APIVersion,
+		"consumer_key_max_age":      secs(c.ConsumerKeyMaxAge),
+		"created_at":                formatTime(c.CreatedAt),
+		"updated_at":                formatTime(c.UpdatedAt),
+	}
+	resp := &logical.Response{Data: data}
+	if ring == nil {
+		return resp, nil
+	}
+	data["active_key_version"] = 0
+	data["pending_key_version"] = 0
+	if a := ring.active(); a != nil {
+		data["active_key_version"] = a.Version
+		data["certificate"] = a.Certificate
+		data["certificate_fingerprint_sha256"] = a.FingerprintSHA256
+		data["certificate_not_after"] = formatTime(a.NotAfter)
+	}
+	if p := ring.pending(); p != nil {
+		data["pending_key_version"] = p.Version
+	}
+	data["rotation_state"] = ring.Rotation.State
+	data["rotation"] = b.rotationData(c, ring)
+	for _, w := range b.connectionWarnings(c, ring) {
+		resp.AddWarning(w)
+	}
+	return resp, nil
+}
+
+// connectionWarnings are what an operator should act on before it becomes an outage.
+func (b *backend) connectionWarnings(c *connectionEntry, ring *keyRing) []string {
+	now := b.now()
+	var w []string
+	if a := ring.active(); a != nil && !c.rotationEnabled() && a.NotAfter.Sub(now) < c.CertificateRenewBefore {
+		w = append(w, fmt.Sprintf("the active certificate (version %d) expires %s and key rotation is off: set key_rotation_period or rotate with connections/<name>/rotate", a.Version, formatTime(a.NotAfter)))
+	}
+	if ring.Rotation.State == stateFailed {
+		w = append(w, "the last key rotation failed: "+ring.Rotation.LastError)
+	}
+	if c.ConsumerKeyMaxAge > 0 && !c.ConsumerKeySetAt.IsZero() && now.Sub(c.ConsumerKeySetAt) > c.ConsumerKeyMaxAge {
+		w = append(w, fmt.Sprintf("consumer_key was set %s, longer ago than consumer_key_max_age: consider regenerating the app's consumer key", formatTime(c.ConsumerKeySetAt)))
+	}
+	return w
+}
+
+func (b *backend) pathConnectionDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	lock := b.connLock(name)
+	lock.Lock()
+	defer lock.Unlock()
+	users, err := b.rolesUsing(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if len(users) > 0 {
+		return logical.ErrorResponse("connection %q is used by role(s) %s: delete them or point them at another connection first", name, strings.Join(users, ", ")), nil
+	}
+	// The connection entry goes first so the connection disappears at once; the key material
+	// follows. A failure part-way leaves only unreferenced entries, which a new connection of
+	// the same name clears before writing its own.
+	for _, key := range []string{connectionsPrefix + name, keyringPrefix + name} {
+		if err := req.Storage.Delete(ctx, key); err != nil {
+			return nil, err
+		}
+	}
+	if err := deleteAllKeyMaterial(ctx, req.Storage, name); err != nil {
+		return nil, err
+	}
+	b.clients.drop(name)
+	b.signers.drop(name)
+	b.unscheduleConnection(name)
+	b.Logger().Info("deleted connection and destroyed its keys", "connection", name)
+	return nil, nil
+}
+
+// rolesUsing lists the roles that name connection conn.
+func (b *backend) rolesUsing(ctx context.Context, s logical.Storage, conn string) ([]string, error) {
+	names, err := s.List(ctx, rolesPrefix)
+	if err != nil {
+		return nil, err
+	}
+	var users []string
+	for _, n := range names {
+		r, err := b.getRole(ctx, s, n)
+		if err != nil {
+			return nil, err
+		}
+		if r != nil && r.Connection == conn {
+			users = append(users, n)
+		}
+	}
+	sort.Strings(users)
+	return users, nil
+}
+
+const connectionHelp = `
+A connection is one Salesforce org reached through one Connected App (or External Client App):
+where token requests go, the app's consumer key, and the ring of RSA keys that sign JWT
+assertions. The keys are generated inside Vault and never leave it.
+
+Creating a connection generates key version 1 and returns its certificate. Register that
+certificate on the app (Setup > App Manager > Edit > Use digital signatures), or read it later:
+
+    vault read -field=certificate <mount>/connections/<name>/certificate > vault.crt
+
+Reads return every setting, the active and pending key versions, the active certificate, its
+fingerprint and expiry, and the rotation state; never private key material. A connection used
+by roles cannot be deleted.
+`

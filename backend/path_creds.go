@@ -1,0 +1,226 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const secretTypeToken = "salesforce_token"
+
+func pathCreds(b *backend) []*framework.Path {
+	return []*framework.Path{{
+		Pattern: "creds/" + framework.GenericNameRegex("name"),
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefix,
+			OperationVerb:   "generate",
+			OperationSuffix: "credentials",
+		},
+		Fields: map[string]*framework.FieldSchema{
+			"name": {Type: framework.TypeLowerCaseString, Description: "Name of the role to mint a token for."},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback: b.pathCredsRead,
+				Summary:  "Get a Salesforce access token for a role.",
+				// Minting calls Salesforce and writes usage (and, per lease, a lease): run it on
+				// the active node once, rather than failing on a standby and running twice.
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
+			},
+		},
+		HelpSynopsis:    "Get a Salesforce access token for a role.",
+		HelpDescription: strings.TrimSpace(credsHelp),
+	}}
+}
+
+func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	role, err := b.getRole(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if role == nil {
+		return logical.ErrorResponse("unknown role %q: create it at roles/%s first", name, name), nil
+	}
+	if !role.allows(req) {
+		return nil, logical.ErrPermissionDenied
+	}
+	if role.TokenMode == tokenModePerLease {
+		return b.credsPerLease(ctx, req, name, role)
+	}
+	t, err := b.sharedToken(ctx, req.Storage, name, role)
+	if err != nil {
+		return mintErrorResponse(err)
+	}
+	return &logical.Response{Data: b.tokenData(t)}, nil
+}
+
+// sharedToken returns the role's cached token, or mints one if it has less than the role's ttl
+// left. Concurrent readers of a cold role share one token request.
+func (b *backend) sharedToken(ctx context.Context, s logical.Storage, name string, role *roleEntry) (*mintedToken, error) {
+	if t := b.tokens.fresh(name, b.now(), role.TTL); t != nil {
+		return t, nil
+	}
+	ch := b.tokens.flight.DoChan(name, func() (any, error) {
+		if t := b.tokens.fresh(name, b.now(), role.TTL); t != nil {
+			return t, nil // a mint finished between our check and joining the flight
+		}
+		gen := b.tokens.generation(name)
+		// Detach from the first reader's request: the others wait on this mint too, and one
+		// reader giving up must not fail them all. The client's retry budget bounds it.
+		mctx, cancel := context.WithTimeout(b.ctx, b.retry.Budget+5*time.Second)
+		defer cancel()
+		t, err := b.mint(mctx, s, name, role)
+		if err != nil {
+			return nil, err
+		}
+		b.tokens.storeIf(name, gen, t)
+		return t, nil
+	})
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*mintedToken), nil
+	}
+}
+
+// credsPerLease mints a fresh token under a lease that expires no later than the token.
+func (b *backend) credsPerLease(ctx context.Context, req *logical.Request, name string, role *roleEntry) (*logical.Response, error) {
+	t, err := b.mint(ctx, req.Storage, name, role)
+	if err != nil {
+		return mintErrorResponse(err)
+	}
+	resp := b.Secret(secretTypeToken).Response(b.tokenData(t), map[string]any{
+		"access_token": t.token.AccessToken,
+		"connection":   role.Connection,
+		"role":         name,
+		"expires_at":   t.expiresAt.Format(time.RFC3339),
+	})
+	resp.Secret.TTL = minDuration(role.TTL, role.SessionTimeout)
+	resp.Secret.MaxTTL = minDuration(role.MaxTTL, role.SessionTimeout)
+	resp.Secret.Renewable = true
+	return resp, nil
+}
+
+func (b *backend) tokenData(t *mintedToken) map[string]any {
+	ttl := int64(math.Max(0, math.Floor(t.expiresAt.Sub(b.now()).Seconds())))
+	return map[string]any{
+		"access_token": t.token.AccessToken,
+		"instance_url": t.token.InstanceURL,
+		"id":           t.token.ID,
+		"token_type":   t.token.TokenType,
+		"scope":        t.token.Scope,
+		"username":     t.username,
+		"issued_at":    t.issuedAt.Format(time.RFC3339),
+		"expires_at":   t.expiresAt.Format(time.RFC3339),
+		"ttl":          ttl,
+		"key_version":  t.keyVersion,
+	}
+}
+
+func minDuration(a, b time.Duration) time.Duration {
+	if a < b {
+		return a
+	}
+	return b
+}
+
+func secretToken(b *backend) *framework.Secret {
+	return &framework.Secret{
+		Type: secretTypeToken,
+		Fields: map[string]*framework.FieldSchema{
+			"access_token": {Type: framework.TypeString, Description: "Salesforce access token."},
+		},
+		Renew:  b.renewToken,
+		Revoke: b.revokeToken,
+	}
+}
+
+// renewToken extends a per-lease token's lease up to the role's ttl, never past the token's
+// estimated expiry (issue time + session_timeout).
+func (b *backend) renewToken(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	name, _ := req.Secret.InternalData["role"].(string)
+	role, err := b.getRole(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if role == nil {
+		return logical.ErrorResponse("role %q no longer exists; the lease cannot be renewed", name), nil
+	}
+	expires, err := time.Parse(time.RFC3339, fmt.Sprint(req.Secret.InternalData["expires_at"]))
+	if err != nil {
+		return nil, fmt.Errorf("lease has no valid expires_at: %w", err)
+	}
+	left := expires.Sub(b.now())
+	if left <= 0 {
+		return logical.ErrorResponse("the token has reached its session timeout; read creds/%s again", name), nil
+	}
+	req.Secret.TTL = minDuration(role.TTL, left)
+	req.Secret.MaxTTL = minDuration(role.MaxTTL, role.SessionTimeout)
+	return &logical.Response{Secret: req.Secret}, nil
+}
+
+// revokeToken revokes a per-lease token at Salesforce. It is idempotent (an already invalid
+// token counts as revoked) and never blocks `secrets disable`: while the mount is being torn
+// down, failures are logged and the lease is let go.
+func (b *backend) revokeToken(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	token, _ := req.Secret.InternalData["access_token"].(string)
+	connName, _ := req.Secret.InternalData["connection"].(string)
+	if token == "" {
+		return nil, nil
+	}
+	err := b.revokeAt(ctx, req.Storage, connName, token)
+	if err == nil {
+		return nil, nil
+	}
+	if b.System().Tainted() {
+		b.Logger().Warn("could not revoke a token at Salesforce while the mount is being disabled; letting the lease go",
+			"connection", connName, "error", err)
+		return nil, nil
+	}
+	return nil, err
+}
+
+// revokeAt revokes a token through a connection's client. A token whose connection is gone
+// cannot be revoked by us; it dies at its session timeout.
+func (b *backend) revokeAt(ctx context.Context, s logical.Storage, connName, token string) error {
+	conn, err := getConnection(ctx, s, connName)
+	if err != nil {
+		return err
+	}
+	if conn == nil {
+		b.Logger().Warn("connection of a token to revoke no longer exists; it will expire at Salesforce on its own", "connection", connName)
+		return nil
+	}
+	client, err := b.client(connName, conn)
+	if err != nil {
+		return err
+	}
+	return client.Revoke(ctx, token)
+}
+
+const credsHelp = `
+Reading creds/<role> returns a Salesforce access token for the role's username, minted with the
+JWT bearer flow and the connection's active key.
+
+token_mode=shared (default): one token per role is cached in memory and handed to every reader,
+with no Vault lease. A cached token with less than the role's ttl left is replaced first, so a
+reader always gets at least ttl of life (see expires_at and ttl in the answer). Concurrent reads
+of a cold role make one token request. Use roles/<role>/reset to drop and revoke it.
+
+token_mode=per_lease: every read mints a fresh token under a lease (ttl, max_ttl, never beyond
+session_timeout). Revoking or expiring the lease revokes the token at Salesforce.
+
+Salesforce refusals come back as HTTP 400 with Salesforce's error and what to check; an
+unreachable Salesforce (after retries) as HTTP 502.
+`

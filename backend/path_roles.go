@@ -1,0 +1,289 @@
+package backend
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func roleFields() map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"name": {Type: framework.TypeLowerCaseString, Description: "Name of the role."},
+		"connection": {Type: framework.TypeString, Required: true,
+			Description: "Name of the connection (connections/<name>) whose app and keys mint this role's tokens."},
+		"username": {Type: framework.TypeString, Required: true,
+			Description: "Salesforce username the token is minted for (the JWT sub), e.g. integration@acme.com. The user must be pre-authorised on the app."},
+		"ttl": {Type: framework.TypeDurationSecond, Default: int(defaultRoleTTL.Seconds()),
+			Description: "per_lease: the lease TTL of each read. shared: the minimum remaining life a reader is guaranteed; a cached token with less left is replaced before it is handed out."},
+		"max_ttl": {Type: framework.TypeDurationSecond, Default: int(defaultRoleMaxTTL.Seconds()),
+			Description: "per_lease: the lease's maximum TTL across renewals (never beyond session_timeout)."},
+		"token_mode": {Type: framework.TypeString, Default: tokenModeShared, AllowedValues: []any{tokenModeShared, tokenModePerLease},
+			Description: "shared: one cached token per role for every reader, no Vault lease. per_lease: a fresh token per read under a lease, revoked at Salesforce when the lease ends."},
+		"session_timeout": {Type: framework.TypeDurationSecond, Default: int(defaultSessionTimeout.Seconds()),
+			Description: "The Salesforce session timeout for this user and app (Connected App session policy, else profile, else org: 2h by default). Salesforce does not report a token's lifetime; no token is handed out or leased beyond it."},
+		"bound_cidrs": {Type: framework.TypeCommaStringSlice,
+			Description: "When set, creds/<role> is only served to clients from these networks (CIDRs or addresses)."},
+	}
+}
+
+func pathRoles(b *backend) []*framework.Path {
+	return []*framework.Path{
+		{
+			Pattern:      "roles/?$",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "roles"},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ListOperation: &framework.PathOperation{Callback: b.pathRolesList, Summary: "List roles."},
+			},
+			HelpSynopsis:    "List the roles.",
+			HelpDescription: "Lists the names of the configured roles.",
+		},
+		{
+			Pattern:        "roles/" + framework.GenericNameRegex("name") + "/reset",
+			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "reset", OperationSuffix: "role"},
+			Fields:         map[string]*framework.FieldSchema{"name": roleFields()["name"]},
+			ExistenceCheck: b.roleExists,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathRoleReset, Summary: "Drop and revoke a role's cached token.",
+					ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true},
+			},
+			HelpSynopsis:    "Drop a role's cached token and revoke it at Salesforce.",
+			HelpDescription: strings.TrimSpace(roleResetHelp),
+		},
+		{
+			Pattern:        "roles/" + framework.GenericNameRegex("name"),
+			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "role"},
+			Fields:         roleFields(),
+			ExistenceCheck: b.roleExists,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.CreateOperation: &framework.PathOperation{Callback: b.pathRoleWrite, Summary: "Create a role.",
+					ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true},
+				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathRoleWrite, Summary: "Update a role.",
+					ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true},
+				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathRoleRead, Summary: "Read a role and its usage."},
+				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathRoleDelete, Summary: "Delete a role."},
+			},
+			HelpSynopsis:    "Manage a role: the Salesforce username and token policy an application may ask for.",
+			HelpDescription: strings.TrimSpace(roleHelp),
+		},
+	}
+}
+
+func (b *backend) roleExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
+	r, err := b.getRole(ctx, req.Storage, d.Get("name").(string))
+	return r != nil, err
+}
+
+func (b *backend) pathRolesList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	names, err := req.Storage.List(ctx, rolesPrefix)
+	if err != nil {
+		return nil, err
+	}
+	return logical.ListResponse(names), nil
+}
+
+func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	if resp := rejectUnknownFields(req, d); resp != nil {
+		return resp, nil
+	}
+	name := d.Get("name").(string)
+	if resp := validName(name); resp != nil {
+		return resp, nil
+	}
+	lock := b.roleLock(name)
+	lock.Lock()
+	defer lock.Unlock()
+
+	old, err := b.getRole(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	now := b.now().UTC()
+	role := defaultRole(now)
+	if old != nil {
+		cp := *old
+		role = &cp
+	}
+	if ferr := applyRoleFields(role, d, old == nil); ferr != nil {
+		return ferr.response(), nil
+	}
+	role.UpdatedAt = now
+
+	// Hold the connection's read lock while checking it exists and writing the role, so a
+	// concurrent connection delete cannot leave this role pointing at nothing.
+	cl := b.connLock(role.Connection)
+	cl.RLock()
+	defer cl.RUnlock()
+	conn, err := getConnection(ctx, req.Storage, role.Connection)
+	if err != nil {
+		return nil, err
+	}
+	if conn == nil {
+		return fieldErr("connection", "%q does not exist: create connections/%s first", role.Connection, role.Connection).response(), nil
+	}
+	if err := b.putRole(ctx, req.Storage, name, role); err != nil {
+		return nil, err
+	}
+	// A changed username, connection or mode makes the cached token wrong for this role.
+	if old != nil && (old.Username != role.Username || old.Connection != role.Connection || old.TokenMode != role.TokenMode || role.SessionTimeout < old.SessionTimeout) {
+		b.tokens.drop(name)
+	}
+	return nil, nil
+}
+
+// applyRoleFields sets the given fields on r and checks the result as a whole.
+func applyRoleFields(r *roleEntry, d *framework.FieldData, create bool) *fieldError {
+	if v, ok := d.GetOk("connection"); ok {
+		r.Connection = strings.TrimSpace(v.(string))
+	}
+	if v, ok := d.GetOk("username"); ok {
+		r.Username = strings.TrimSpace(v.(string))
+	}
+	if v, ok := d.GetOk("token_mode"); ok {
+		r.TokenMode = v.(string)
+	}
+	if v, ok := d.GetOk("bound_cidrs"); ok {
+		r.BoundCIDRs = nil
+		for _, c := range v.([]string) {
+			if c = strings.TrimSpace(c); c != "" {
+				r.BoundCIDRs = append(r.BoundCIDRs, c)
+			}
+		}
+	}
+	for _, f := range []struct {
+		name     string
+		dst      *time.Duration
+		min, max time.Duration
+	}{
+		{"ttl", &r.TTL, time.Minute, maxSessionTimeout},
+		{"max_ttl", &r.MaxTTL, time.Minute, maxSessionTimeout},
+		{"session_timeout", &r.SessionTimeout, minSessionTimeout, maxSessionTimeout},
+	} {
+		v, set, ferr := durationField(d, f.name, f.min, f.max, false)
+		if ferr != nil {
+			return ferr
+		}
+		if set {
+			*f.dst = v
+		}
+	}
+
+	switch {
+	case r.Connection == "":
+		return fieldErr("connection", "is required: the name of a connection (see `vault list <mount>/connections`)")
+	case create && r.Username == "":
+		return fieldErr("username", "is required: the Salesforce username the tokens are for, e.g. integration@acme.com")
+	}
+	if ferr := validUsername("username", r.Username); ferr != nil {
+		return ferr
+	}
+	if ferr := oneOf("token_mode", r.TokenMode, tokenModeShared, tokenModePerLease); ferr != nil {
+		return ferr
+	}
+	if err := r.parseCIDRs(); err != nil {
+		return fieldErr("bound_cidrs", "has an entry that is neither a CIDR nor an address (%s): use e.g. 10.0.0.0/8,192.168.1.10", err)
+	}
+	if r.MaxTTL < r.TTL {
+		return fieldErr("max_ttl", "(%s) must be at least ttl (%s)", r.MaxTTL, r.TTL)
+	}
+	if r.TokenMode == tokenModeShared && r.TTL >= r.SessionTimeout {
+		return fieldErr("ttl", "(%s) must be shorter than session_timeout (%s) with token_mode=shared: ttl is the life a reader is guaranteed, so a longer one would make every read mint a new token", r.TTL, r.SessionTimeout)
+	}
+	return nil
+}
+
+func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	r, err := b.getRole(ctx, req.Storage, name)
+	if err != nil || r == nil {
+		return nil, err
+	}
+	u, err := getUsage(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	cidrs := r.BoundCIDRs
+	if cidrs == nil {
+		cidrs = []string{}
+	}
+	return &logical.Response{Data: map[string]any{
+		"connection":       r.Connection,
+		"username":         r.Username,
+		"ttl":              int64(r.TTL.Seconds()),
+		"max_ttl":          int64(r.MaxTTL.Seconds()),
+		"token_mode":       r.TokenMode,
+		"session_timeout":  int64(r.SessionTimeout.Seconds()),
+		"bound_cidrs":      cidrs,
+		"created_at":       formatTime(r.CreatedAt),
+		"updated_at":       formatTime(r.UpdatedAt),
+		"tokens_minted":    u.TokensMinted,
+		"last_minted_at":   formatTime(u.LastMintedAt),
+		"last_key_version": u.LastKeyVersion,
+		"last_error":       u.LastError,
+		"last_error_at":    formatTime(u.LastErrorAt),
+	}}, nil
+}
+
+func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	lock := b.roleLock(name)
+	lock.Lock()
+	defer lock.Unlock()
+	if err := req.Storage.Delete(ctx, rolesPrefix+name); err != nil {
+		return nil, err
+	}
+	if err := req.Storage.Delete(ctx, usagePrefix+name); err != nil {
+		return nil, err
+	}
+	b.roles.drop(name)
+	// A shared token is not revoked on delete: readers may still hold it. reset does that.
+	b.tokens.drop(name)
+	return nil, nil
+}
+
+func (b *backend) pathRoleReset(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	if resp := rejectUnknownFields(req, d); resp != nil {
+		return resp, nil
+	}
+	name := d.Get("name").(string)
+	role, err := b.getRole(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if role == nil {
+		return logical.ErrorResponse("unknown role %q", name), nil
+	}
+	t := b.tokens.take(name)
+	if t == nil {
+		return &logical.Response{Data: map[string]any{"revoked": false, "message": "no cached token"}}, nil
+	}
+	if err := b.revokeAt(ctx, req.Storage, role.Connection, t.token.AccessToken); err != nil {
+		// The token is already out of the cache: the next read mints a new one either way.
+		return mintErrorResponse(err)
+	}
+	b.Logger().Info("revoked a role's shared token on operator request", "role", name)
+	return &logical.Response{Data: map[string]any{"revoked": true}}, nil
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+const roleHelp = `
+A role is what an application may ask for: a token for one Salesforce username on one
+connection, and how it is cached. Applications read creds/<role>; policies grant read on that
+path only.
+
+Usage fields on read: tokens_minted, last_minted_at, last_key_version, last_error, last_error_at.
+`
+
+const roleResetHelp = `
+Drops the role's cached shared token and revokes it at Salesforce (incident response). The next
+read of creds/<role> mints a new token. Per-lease tokens are revoked through their leases
+("vault lease revoke -prefix <mount>/creds/<role>").
+`

@@ -1,0 +1,204 @@
+package backend
+
+import (
+	"context"
+	"strings"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func pathRotation(b *backend) []*framework.Path {
+	name := &framework.FieldSchema{Type: framework.TypeLowerCaseString, Description: "Name of the connection."}
+	base := "connections/" + framework.GenericNameRegex("name")
+	return []*framework.Path{
+		{
+			Pattern:        base + "/rotate",
+			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "rotate", OperationSuffix: "connection-key"},
+			Fields:         map[string]*framework.FieldSchema{"name": name},
+			ExistenceCheck: b.connectionExists,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathRotate, Summary: "Start a key rotation.",
+					ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true},
+			},
+			HelpSynopsis:    "Start rotating a connection's key.",
+			HelpDescription: strings.TrimSpace(rotateHelp),
+		},
+		{
+			Pattern:      base + "/rotation",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "read", OperationSuffix: "connection-rotation"},
+			Fields:       map[string]*framework.FieldSchema{"name": name},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ReadOperation: &framework.PathOperation{Callback: b.pathRotationRead, Summary: "Read the rotation state."},
+			},
+			HelpSynopsis:    "Read the state of a connection's key rotation.",
+			HelpDescription: strings.TrimSpace(rotationHelp),
+		},
+		{
+			Pattern:      base + "/promote",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "promote", OperationSuffix: "connection-key"},
+			Fields: map[string]*framework.FieldSchema{
+				"name": name,
+				"force": {Type: framework.TypeBool, Default: false,
+					Description: "Promote without proving the key with a token request (for an operator who knows the certificate is in place)."},
+			},
+			ExistenceCheck: b.connectionExists,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathPromote, Summary: "Promote the pending key.",
+					ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true},
+			},
+			HelpSynopsis:    "Promote a connection's pending key to active.",
+			HelpDescription: strings.TrimSpace(promoteHelp),
+		},
+	}
+}
+
+func (b *backend) pathRotate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	if resp := rejectUnknownFields(req, d); resp != nil {
+		return resp, nil
+	}
+	name := d.Get("name").(string)
+	lock := b.connLock(name)
+	lock.Lock()
+	conn, ring, err := b.loadConnection(ctx, req.Storage, name)
+	if err == nil && conn != nil && ring != nil {
+		err = b.startRotation(ctx, req.Storage, name, conn, ring, "manual")
+	}
+	lock.Unlock()
+	if err != nil {
+		if fe, ok := err.(*fieldError); ok {
+			return fe.response(), nil
+		}
+		return nil, err
+	}
+	if conn == nil || ring == nil {
+		return logical.ErrorResponse("connection %q does not exist", name), nil
+	}
+	b.Logger().Info("key rotation requested on operator request", "connection", name)
+	b.scheduleConnection(name, conn, ring)
+	b.driveInBackground(req.Storage, name)
+	data := b.rotationData(conn, ring)
+	if p := ring.pending(); p != nil {
+		data["pending_certificate"] = p.Certificate
+		data["pending_certificate_fingerprint_sha256"] = p.FingerprintSHA256
+	}
+	resp := &logical.Response{Data: data}
+	if conn.Deploy == deployManual {
+		resp.AddWarning("deploy=manual: upload pending_certificate to the app (Setup > App Manager > Edit > Use digital signatures); the plugin promotes the key once Salesforce accepts it")
+	}
+	return resp, nil
+}
+
+func (b *backend) pathRotationRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	conn, ring, err := b.loadConnection(ctx, req.Storage, d.Get("name").(string))
+	if err != nil || conn == nil || ring == nil {
+		return nil, err
+	}
+	resp := &logical.Response{Data: b.rotationData(conn, ring)}
+	for _, w := range b.connectionWarnings(conn, ring) {
+		resp.AddWarning(w)
+	}
+	return resp, nil
+}
+
+// rotationData is the rotation state as the API reports it.
+func (b *backend) rotationData(conn *connectionEntry, ring *keyRing) map[string]any {
+	st := ring.Rotation
+	state := st.State
+	if state == "" {
+		state = stateIdle
+	}
+	return map[string]any{
+		"state":                   state,
+		"trigger":                 st.Trigger,
+		"pending_key_version":     st.PendingVersion,
+		"previous_key_version":    st.PreviousVersion,
+		"started_at":              formatTime(st.StartedAt),
+		"last_attempt_at":         formatTime(st.LastAttemptAt),
+		"next_attempt_at":         formatTime(st.NextAttemptAt),
+		"attempts":                st.Attempts,
+		"last_error":              st.LastError,
+		"deploy_id":               st.DeployID,
+		"rollback_deploy_id":      st.RollbackID,
+		"deployed_at":             formatTime(st.DeployedAt),
+		"last_completed_at":       formatTime(st.LastCompletedAt),
+		"next_scheduled_rotation": formatTime(scheduledRotationAt(conn, ring)),
+	}
+}
+
+func (b *backend) pathPromote(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	if resp := rejectUnknownFields(req, d); resp != nil {
+		return resp, nil
+	}
+	name := d.Get("name").(string)
+	conn, ring, err := b.loadConnection(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if conn == nil || ring == nil {
+		return logical.ErrorResponse("connection %q does not exist", name), nil
+	}
+	pending := ring.pending()
+	if pending == nil {
+		return logical.ErrorResponse("connection %q has no pending key: start a rotation with connections/%s/rotate", name, name), nil
+	}
+	force := d.Get("force").(bool)
+	if !force {
+		username, err := b.verifyUsername(ctx, req.Storage, name, conn)
+		if err != nil {
+			return nil, err
+		}
+		if username == "" {
+			return logical.ErrorResponse("cannot prove the pending key: set verify_username on the connection or create a role for it, or promote with force=true"), nil
+		}
+		// The proof is a network call: made without any lock held.
+		if _, err := b.requestToken(ctx, req.Storage, name, conn, pending.Version, username); err != nil {
+			if resp, rerr := mintErrorResponse(err); resp != nil {
+				resp.Data["error"] = "Salesforce does not accept the pending key yet: " + resp.Data["error"].(string)
+				return resp, nil
+			} else {
+				return nil, rerr
+			}
+		}
+	}
+	if err := b.promoteProven(ctx, req.Storage, name, pending.Version); err != nil {
+		return nil, err
+	}
+	how := "after proving it with a token request"
+	if force {
+		how = "without proof (force=true)"
+	}
+	b.Logger().Info("promoted pending key on operator request "+how, "connection", name, "key_version", pending.Version)
+	conn, ring, err = b.loadConnection(ctx, req.Storage, name)
+	if err != nil || conn == nil || ring == nil {
+		return nil, err
+	}
+	return &logical.Response{Data: b.rotationData(conn, ring)}, nil
+}
+
+const rotateHelp = `
+Starts a key rotation: a pending key is generated (or the existing pending key reused) and its
+certificate returned as pending_certificate. The call returns at once; follow progress at
+connections/<name>/rotation.
+
+deploy=metadata_api: the plugin deploys the certificate to the app through the Metadata API,
+proves the new key with a real token request, then promotes it and archives the old key. If
+Salesforce does not accept it within propagation_timeout, the old certificate is deployed back.
+
+deploy=manual: upload pending_certificate to the app. The plugin probes the pending key and
+promotes it once Salesforce accepts it; a creds read that the active key fails also tries it.
+Reads never fail because of a rotation: the old key keeps signing until the new one is proven.
+`
+
+const rotationHelp = `
+The rotation state: state (idle, deploying, verifying, promoting, rolling_back, failed),
+pending_key_version, started_at, last_attempt_at, next_attempt_at, attempts, last_error,
+deploy_id and next_scheduled_rotation. A failed rotation is restarted with
+connections/<name>/rotate, which reuses the pending key if there is one.
+`
+
+const promoteHelp = `
+Promotes the pending key to active after proving it with a token request (as verify_username,
+or the first role's username). force=true promotes without proof, for an operator who knows the
+certificate is registered on the app. The previous active key is archived.
+`

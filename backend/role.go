@@ -1,0 +1,152 @@
+package backend
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const (
+	tokenModeShared   = "shared"
+	tokenModePerLease = "per_lease"
+
+	defaultRoleTTL        = 15 * time.Minute
+	defaultRoleMaxTTL     = time.Hour
+	defaultSessionTimeout = 2 * time.Hour
+	// Salesforce's session timeouts range from 15 minutes to 24 hours.
+	minSessionTimeout = 15 * time.Minute
+	maxSessionTimeout = 24 * time.Hour
+)
+
+// roleEntry is what an application may ask for: a token for one username on one connection.
+type roleEntry struct {
+	Connection     string        `json:"connection"`
+	Username       string        `json:"username"`
+	TTL            time.Duration `json:"ttl"`
+	MaxTTL         time.Duration `json:"max_ttl"`
+	TokenMode      string        `json:"token_mode"`
+	SessionTimeout time.Duration `json:"session_timeout"`
+	BoundCIDRs     []string      `json:"bound_cidrs,omitempty"`
+	CreatedAt      time.Time     `json:"created_at"`
+	UpdatedAt      time.Time     `json:"updated_at"`
+
+	cidrs []netip.Prefix // parsed BoundCIDRs, filled on load
+}
+
+func defaultRole(now time.Time) *roleEntry {
+	return &roleEntry{
+		TTL:            defaultRoleTTL,
+		MaxTTL:         defaultRoleMaxTTL,
+		TokenMode:      tokenModeShared,
+		SessionTimeout: defaultSessionTimeout,
+		CreatedAt:      now,
+	}
+}
+
+// parsePrefix accepts a CIDR or a single address.
+func parsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func (r *roleEntry) parseCIDRs() error {
+	r.cidrs = r.cidrs[:0]
+	for _, c := range r.BoundCIDRs {
+		p, err := parsePrefix(c)
+		if err != nil {
+			return err
+		}
+		r.cidrs = append(r.cidrs, p)
+	}
+	return nil
+}
+
+// allows reports whether a request may read this role's creds, by the client's address.
+func (r *roleEntry) allows(req *logical.Request) bool {
+	if len(r.cidrs) == 0 {
+		return true
+	}
+	if req.Connection == nil || req.Connection.RemoteAddr == "" {
+		return false
+	}
+	addr, err := netip.ParseAddr(req.Connection.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	addr = addr.Unmap()
+	for _, p := range r.cidrs {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// getRole reads a role through the role cache.
+func (b *backend) getRole(ctx context.Context, s logical.Storage, name string) (*roleEntry, error) {
+	if r := b.roles.lookup(name); r != nil {
+		return r, nil
+	}
+	var r roleEntry
+	found, err := getJSON(ctx, s, rolesPrefix+name, &r)
+	if err != nil || !found {
+		return nil, err
+	}
+	if err := r.parseCIDRs(); err != nil {
+		return nil, err
+	}
+	b.roles.store(name, &r)
+	return &r, nil
+}
+
+func (b *backend) putRole(ctx context.Context, s logical.Storage, name string, r *roleEntry) error {
+	if err := putJSON(ctx, s, rolesPrefix+name, r); err != nil {
+		return err
+	}
+	b.roles.store(name, r)
+	return nil
+}
+
+// usageEntry records what a role's tokens have been doing, for operators.
+type usageEntry struct {
+	TokensMinted   int64     `json:"tokens_minted"`
+	LastMintedAt   time.Time `json:"last_minted_at,omitempty"`
+	LastKeyVersion int       `json:"last_key_version,omitempty"`
+	LastError      string    `json:"last_error,omitempty"`
+	LastErrorAt    time.Time `json:"last_error_at,omitempty"`
+}
+
+func getUsage(ctx context.Context, s logical.Storage, role string) (*usageEntry, error) {
+	var u usageEntry
+	if _, err := getJSON(ctx, s, usagePrefix+role, &u); err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
+// recordUsage updates a role's usage after a mint attempt. It is bookkeeping: a failure is
+// logged, never returned to the reader who already has a token (or an error of its own).
+func (b *backend) recordUsage(ctx context.Context, s logical.Storage, role string, update func(*usageEntry)) {
+	lock := b.roleLock(role)
+	lock.Lock()
+	defer lock.Unlock()
+	u, err := getUsage(ctx, s, role)
+	if err == nil {
+		update(u)
+		err = putJSON(ctx, s, usagePrefix+role, u)
+	}
+	if err != nil {
+		b.Logger().Warn("could not record role usage", "role", role, "error", err)
+	}
+}

@@ -1,0 +1,328 @@
+// Package salesforce talks to Salesforce's OAuth endpoints for the JWT bearer flow: it signs
+// assertions, requests and revokes access tokens, and turns Salesforce's answers into errors an
+// operator can act on. It holds no keys: callers pass the signer for each assertion.
+package salesforce
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// RetryPolicy bounds how hard the client tries before reporting Salesforce unreachable.
+type RetryPolicy struct {
+	Attempts       int           // total attempts, including the first
+	BaseDelay      time.Duration // backoff before the second attempt; doubles, with jitter
+	MaxDelay       time.Duration // cap on one backoff (and on an honoured Retry-After)
+	AttemptTimeout time.Duration // one request, connect to last byte
+	Budget         time.Duration // all attempts and backoffs together
+}
+
+// DefaultRetry keeps a creds read bounded to a few seconds even when Salesforce hangs.
+func DefaultRetry() RetryPolicy {
+	return RetryPolicy{Attempts: 3, BaseDelay: 200 * time.Millisecond, MaxDelay: 2 * time.Second,
+		AttemptTimeout: 4 * time.Second, Budget: 9 * time.Second}
+}
+
+// Options configure a Client for one connection.
+type Options struct {
+	LoginURL               string // validated by ValidateLoginURL
+	CACertPEM              string // extra trusted CAs for LoginURL (added to the system roots)
+	AllowNonSalesforceHost bool   // when false, connections to loopback/private addresses are refused
+	UserAgent              string
+	Retry                  RetryPolicy
+}
+
+// Client sends requests to one connection's login host.
+type Client struct {
+	loginURL string
+	http     *http.Client
+	retry    RetryPolicy
+	ua       string
+}
+
+// New builds a client with explicit dial, TLS and response timeouts, TLS 1.2+ with verification
+// always on, and redirects never followed (an assertion must not travel to another host).
+func New(opts Options) (*Client, error) {
+	roots, err := x509.SystemCertPool()
+	if err != nil || roots == nil {
+		roots = x509.NewCertPool()
+	}
+	if strings.TrimSpace(opts.CACertPEM) != "" && !roots.AppendCertsFromPEM([]byte(opts.CACertPEM)) {
+		return nil, errors.New("ca_cert holds no PEM certificate")
+	}
+	retry := opts.Retry
+	if retry.Attempts <= 0 {
+		retry = DefaultRetry()
+	}
+	dialer := &net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}
+	if !opts.AllowNonSalesforceHost {
+		dialer.Control = refusePrivateAddresses
+	}
+	transport := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           dialer.DialContext,
+		TLSClientConfig:       &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout:   3 * time.Second,
+		ResponseHeaderTimeout: retry.AttemptTimeout,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       90 * time.Second,
+		ForceAttemptHTTP2:     true,
+	}
+	ua := opts.UserAgent
+	if ua == "" {
+		ua = "vault-plugin-salesforce"
+	}
+	return &Client{
+		loginURL: strings.TrimRight(opts.LoginURL, "/"),
+		http: &http.Client{
+			Transport:     transport,
+			Timeout:       retry.AttemptTimeout,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		retry: retry,
+		ua:    ua,
+	}, nil
+}
+
+// Close releases idle connections.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
+
+// refusePrivateAddresses stops a Salesforce host name that resolves to loopback, private or
+// link-local space from receiving an assertion (DNS rebinding, split-horizon mistakes).
+func refusePrivateAddresses(network, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return err
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsUnspecified() || ip.IsMulticast() {
+		return fmt.Errorf("refusing to connect to non-public address %s (set allow_non_salesforce_host=true for a private gateway)", host)
+	}
+	return nil
+}
+
+// Token is Salesforce's answer to a successful JWT bearer request. Salesforce sends no
+// expires_in: the session timeout of the user and app decides the lifetime.
+type Token struct {
+	AccessToken string `json:"access_token"`
+	InstanceURL string `json:"instance_url"`
+	ID          string `json:"id"`
+	TokenType   string `json:"token_type"`
+	Scope       string `json:"scope"`
+}
+
+const jwtBearerGrant = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+// maxBody bounds what we read from Salesforce; token answers are well under 4 KiB.
+const maxBody = 1 << 20
+
+// RequestToken exchanges a signed assertion for an access token.
+func (c *Client) RequestToken(ctx context.Context, assertion string) (*Token, error) {
+	form := url.Values{"grant_type": {jwtBearerGrant}, "assertion": {assertion}}
+	var tok Token
+	err := c.do(ctx, "token request", "/services/oauth2/token", form, func(status int, body []byte) error {
+		if err := json.Unmarshal(body, &tok); err != nil {
+			return retryable(errors.New("malformed token response (not JSON)"))
+		}
+		if tok.AccessToken == "" {
+			return retryable(errors.New("token response has no access_token"))
+		}
+		if u, err := url.Parse(tok.InstanceURL); err != nil || u.Scheme != "https" || u.Host == "" {
+			return retryable(fmt.Errorf("token response has an invalid instance_url %q (expected an https URL)", tok.InstanceURL))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if tok.TokenType == "" {
+		tok.TokenType = "Bearer"
+	}
+	return &tok, nil
+}
+
+// Revoke invalidates an access token at Salesforce. A token Salesforce already considers
+// invalid counts as revoked, so revocation is idempotent.
+func (c *Client) Revoke(ctx context.Context, token string) error {
+	err := c.do(ctx, "revoke", "/services/oauth2/revoke", url.Values{"token": {token}}, func(int, []byte) error { return nil })
+	var oe *OAuthError
+	if errors.As(err, &oe) && oe.Code == "invalid_token" {
+		return nil
+	}
+	return err
+}
+
+type retryableError struct{ error }
+
+func retryable(err error) error { return retryableError{err} }
+
+// do POSTs a form to path on the login host; see send.
+func (c *Client) do(ctx context.Context, op, path string, form url.Values, onOK func(int, []byte) error) error {
+	body := form.Encode()
+	return c.send(ctx, op, func(ctx context.Context) (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.loginURL+path, strings.NewReader(body))
+		if err == nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		return req, err
+	}, onOK)
+}
+
+// send makes a request with retries on transport errors, 5xx, 429 and malformed answers.
+// build makes a fresh request per attempt; onOK parses a 2xx body and may return a retryable
+// error.
+func (c *Client) send(ctx context.Context, op string, build func(context.Context) (*http.Request, error), onOK func(int, []byte) error) error {
+	ctx, cancel := context.WithTimeout(ctx, c.retry.Budget)
+	defer cancel()
+	var lastErr error
+	attempt := 0
+	for attempt < c.retry.Attempts {
+		attempt++
+		wait, err := c.once(ctx, build, onOK)
+		if err == nil {
+			return nil
+		}
+		var re retryableError
+		if !errors.As(err, &re) {
+			var oe *OAuthError
+			if errors.As(err, &oe) {
+				return err
+			}
+			return &UpstreamError{Op: op, Attempts: attempt, Cause: err.Error()}
+		}
+		lastErr = re.error
+		if attempt == c.retry.Attempts {
+			break
+		}
+		if wait <= 0 {
+			wait = backoff(c.retry, attempt)
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			break // no time for another attempt within the budget
+		}
+		select {
+		case <-ctx.Done():
+			return &UpstreamError{Op: op, Attempts: attempt, Cause: lastErr.Error()}
+		case <-time.After(wait):
+		}
+	}
+	return &UpstreamError{Op: op, Attempts: attempt, Cause: lastErr.Error()}
+}
+
+// once makes one attempt. It returns the server's requested wait (Retry-After) if any.
+func (c *Client) once(ctx context.Context, build func(context.Context) (*http.Request, error), onOK func(int, []byte) error) (time.Duration, error) {
+	req, err := build(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if req.Header.Get("Accept") == "" {
+		req.Header.Set("Accept", "application/json")
+	}
+	req.Header.Set("User-Agent", c.ua)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, retryable(errors.New(describeTransportError(err)))
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return 0, retryable(fmt.Errorf("reading the answer: %s", describeTransportError(err)))
+	}
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		return 0, onOK(resp.StatusCode, data)
+	case resp.StatusCode == http.StatusInternalServerError && isSOAPFault(data):
+		return 0, parseSOAPFault(data) // a SOAP fault is an answer, not an outage
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		return retryAfter(resp, c.retry.MaxDelay), retryable(fmt.Errorf("HTTP %d %s", resp.StatusCode, statusSummary(resp, data)))
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		return 0, fmt.Errorf("Salesforce answered HTTP %d redirecting to %q; redirects are not followed with a signed assertion: point login_url at that host", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if oe := parseOAuthError(resp, data); oe != nil {
+		return 0, oe
+	}
+	if ae := parseAPIError(resp, data); ae != nil {
+		return 0, ae
+	}
+	return 0, fmt.Errorf("Salesforce answered HTTP %d %s", resp.StatusCode, statusSummary(resp, data))
+}
+
+// parseOAuthError reads an OAuth error body, JSON or form-encoded (revoke's encoding varies).
+func parseOAuthError(resp *http.Response, data []byte) *OAuthError {
+	var body struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+	if json.Unmarshal(data, &body) != nil || body.Error == "" {
+		if v, err := url.ParseQuery(strings.TrimSpace(string(data))); err == nil && v.Get("error") != "" {
+			body.Error, body.Description = v.Get("error"), v.Get("error_description")
+		}
+	}
+	if body.Error == "" {
+		return nil
+	}
+	return &OAuthError{Status: resp.StatusCode, Code: body.Error, Description: body.Description}
+}
+
+// statusSummary describes a failed answer without echoing large or sensitive bodies.
+func statusSummary(resp *http.Response, data []byte) string {
+	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	s := strings.TrimSpace(string(data))
+	if ct == "text/html" || len(s) > 200 {
+		return fmt.Sprintf("(%s body of %d bytes)", ct, len(data))
+	}
+	if s == "" {
+		return "(empty body)"
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+func describeTransportError(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err // drop the URL: it is known, and noise
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timed out waiting for Salesforce"
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timed out waiting for Salesforce"
+	}
+	return err.Error()
+}
+
+func backoff(p RetryPolicy, attempt int) time.Duration {
+	d := p.BaseDelay << (attempt - 1)
+	if d > p.MaxDelay || d <= 0 {
+		d = p.MaxDelay
+	}
+	// Full jitter in [d/2, d): spreads retries of many readers after a shared outage.
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+func retryAfter(resp *http.Response, max time.Duration) time.Duration {
+	secs, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After")))
+	if err != nil || secs <= 0 {
+		return 0
+	}
+	d := time.Duration(secs) * time.Second
+	if d > max {
+		d = max
+	}
+	return d
+}
