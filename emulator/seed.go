@@ -40,3 +40,15 @@ func (e *Emulator) SeedDemo() DemoSeed {
 	})
 	return DemoSeed{Org: org, User: user, Deployer: deployer, App: app}
 }
+
+// ProcessState is what cmd/salesforce-emulator writes to its -state-out file once it listens,
+// for scripts and the end-to-end harness to find the emulator and its demo seed.
+type ProcessState struct {
+	URL            string `json:"url"`
+	CAFile         string `json:"ca_file"`
+	ConsumerKey    string `json:"consumer_key"`
+	OrgID          string `json:"org_id"`
+	Username       string `json:"username"`
+	DeployUsername string `json:"deploy_username"`
+	AppName        string `json:"app_name"`
+}

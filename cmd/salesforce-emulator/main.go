@@ -21,16 +21,6 @@ import (
 	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/emulator"
 )
 
-type state struct {
-	URL            string `json:"url"`
-	CAFile         string `json:"ca_file"`
-	ConsumerKey    string `json:"consumer_key"`
-	OrgID          string `json:"org_id"`
-	Username       string `json:"username"`
-	DeployUsername string `json:"deploy_username"`
-	AppName        string `json:"app_name"`
-}
-
 func main() {
 	if err := run(); err != nil {
 		log.Printf("salesforce-emulator: %v", err)
@@ -97,7 +87,7 @@ func run() error {
 		}
 	}
 	if *stateOut != "" {
-		st := state{
+		st := emulator.ProcessState{
 			URL: e.URL(), CAFile: absPath(caFile), ConsumerKey: seed.App.ConsumerKey, OrgID: seed.Org.ID,
 			Username: seed.User.Username, DeployUsername: seed.Deployer.Username, AppName: seed.App.Name,
 		}
