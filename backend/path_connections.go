@@ -373,8 +373,11 @@ func (b *backend) connectionResponse(_ context.Context, _ logical.Storage, name 
 	if p := ring.pending(); p != nil {
 		data["pending_key_version"] = p.Version
 	}
-	data["rotation_state"] = ring.Rotation.State
-	data["rotation"] = b.rotationData(c, ring)
+	// The rotation's detail is at connections/<name>/rotation; a read carries its summary.
+	rot := b.rotationData(c, ring)
+	data["rotation_state"] = rot["state"]
+	data["rotation_last_error"] = rot["last_error"]
+	data["next_scheduled_rotation"] = rot["next_scheduled_rotation"]
 	for _, w := range b.connectionWarnings(c, ring) {
 		resp.AddWarning(w)
 	}
