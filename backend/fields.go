@@ -87,13 +87,3 @@ func oneOf(field, v string, allowed ...string) *fieldError {
 	}
 	return fieldErr(field, "is %q: use one of %s", v, strings.Join(allowed, ", "))
 }
-
-// noControlChars refuses control characters in free-text fields that reach logs or certificates.
-func noControlChars(field, v string) *fieldError {
-	for _, r := range v {
-		if r < 0x20 || r == 0x7f {
-			return fieldErr(field, "contains a control character")
-		}
-	}
-	return nil
-}

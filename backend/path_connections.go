@@ -312,7 +312,7 @@ func validCABundle(pemData string) *fieldError {
 		return fieldErr("ca_cert", "is %d bytes: give at most %d bytes of PEM certificates", len(pemData), maxCACertBytes)
 	}
 	if !x509.NewCertPool().AppendCertsFromPEM([]byte(pemData)) {
-		return fieldErr("ca_cert", "holds no PEM certificate: give one or more -----BEGIN CERTIFICATE----- blocks")
+		return fieldErr("ca_cert", "holds no PEM certificate: give one or more PEM-encoded CA certificates (BEGIN CERTIFICATE blocks)")
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -311,7 +312,7 @@ func TestCredsUnknownRoleAndBoundCIDRs(t *testing.T) {
 	e.createConnection("prod", nil)
 	e.createRole("app", "prod", map[string]any{"bound_cidrs": "10.0.0.0/8"})
 	_, err := e.do(logical.ReadOperation, "creds/app", nil) // from 127.0.0.1
-	if err != logical.ErrPermissionDenied {
+	if !errors.Is(err, logical.ErrPermissionDenied) {
 		t.Fatalf("want permission denied from outside bound_cidrs, got %v", err)
 	}
 	mustOK(t, e.write("roles/app", map[string]any{"bound_cidrs": "127.0.0.0/8"}))

@@ -440,7 +440,11 @@ func TestRotationWhenCertificateNearsExpiry(t *testing.T) {
 }
 
 func TestRotationUnderConcurrentReaders(t *testing.T) {
-	e := newTestEnv(t, func(c *emulator.Config) { c.PropagationDelay = 2 * time.Minute; c.PropagationOverlap = "new"; c.DeployPolls = 2 })
+	e := newTestEnv(t, func(c *emulator.Config) {
+		c.PropagationDelay = 2 * time.Minute
+		c.PropagationOverlap = "new"
+		c.DeployPolls = 2
+	})
 	e.createConnection("prod", metadataConn(e, nil))
 	e.createRole("shared", "prod", nil)
 	e.createRole("leased", "prod", map[string]any{"token_mode": "per_lease"})

@@ -75,15 +75,6 @@ func (s *schedule) due(now time.Time) []string {
 	return out
 }
 
-func (s *schedule) next(name string) time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if it, ok := s.index[name]; ok {
-		return it.at
-	}
-	return time.Time{}
-}
-
 func (s *schedule) len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -18,13 +18,14 @@ var (
 )
 
 // KeyMaterial returns descriptions of anything in body that looks like private key material:
-// the words PRIVATE KEY, a PEM block other than a certificate, or a long base64 run outside a
+// private key PEM armor, a PEM block other than a certificate, or a long base64 run outside a
 // certificate. Strings are checked after JSON decoding, so that a PEM split over "\n" escapes is
 // seen whole.
 func KeyMaterial(body []byte) []string {
 	var found []string
-	if strings.Contains(strings.ToUpper(string(body)), "PRIVATE KEY") {
-		found = append(found, "the words PRIVATE KEY")
+	// PEM armor of a private key (help and errors may name "private key"; they never carry armor).
+	if strings.Contains(string(body), "PRIVATE KEY-----") {
+		found = append(found, "PRIVATE KEY PEM armor")
 	}
 	var doc any
 	if err := json.Unmarshal(body, &doc); err != nil {

@@ -178,7 +178,7 @@ func dropConnection(w http.ResponseWriter, rst bool) {
 		panic(http.ErrAbortHandler)
 	}
 	if rst {
-		var raw net.Conn = conn
+		raw := conn
 		if tc, ok := conn.(*tls.Conn); ok {
 			raw = tc.NetConn()
 		}

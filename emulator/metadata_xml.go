@@ -27,7 +27,7 @@ func flattenXML(data []byte) (string, []leaf, error) {
 	)
 	for {
 		tok, err := dec.Token()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {

@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -36,14 +37,14 @@ func (e *Emulator) Start(addr string) error {
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 		return fmt.Errorf("emulator: address %q is not loopback", addr)
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := new(net.ListenConfig).Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("emulator: listen: %w", err)
 	}
 	tcp := ln.Addr().(*net.TCPAddr)
 	url := "https://" + net.JoinHostPort(tcp.IP.String(), strconv.Itoa(tcp.Port))
 
-	var errLog io.Writer = io.Discard
+	errLog := io.Discard
 	if e.cfg.Logf != nil {
 		errLog = logfWriter(e.cfg.Logf)
 	}

@@ -137,11 +137,11 @@ const MinImportBits = 2048
 const maxImportBits = 8192
 
 // ParsePrivateKeyPEM parses one RSA private key in PEM (PKCS#1 "RSA PRIVATE KEY" or PKCS#8
-// "PRIVATE KEY"). Errors describe the problem, never the content.
+// "PRIVATE KEY"). Errors describe the problem, never the content, and quote no PEM armor.
 func ParsePrivateKeyPEM(data string) (*rsa.PrivateKey, error) {
 	block, rest := pem.Decode([]byte(strings.TrimSpace(data)))
 	if block == nil {
-		return nil, errors.New("not PEM: expected a block starting with -----BEGIN RSA PRIVATE KEY----- or -----BEGIN PRIVATE KEY-----")
+		return nil, errors.New("not PEM: expected one PEM-encoded RSA private key (a PKCS#1 RSA PRIVATE KEY or PKCS#8 PRIVATE KEY block)")
 	}
 	if len(strings.TrimSpace(string(rest))) > 0 {
 		return nil, errors.New("more than one PEM block: give exactly one private key")
@@ -186,14 +186,14 @@ func ParsePrivateKeyPEM(data string) (*rsa.PrivateKey, error) {
 func ParseCertificatePEM(data string) (*x509.Certificate, error) {
 	block, rest := pem.Decode([]byte(strings.TrimSpace(data)))
 	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, errors.New("not a PEM certificate: expected a block starting with -----BEGIN CERTIFICATE-----")
+		return nil, errors.New("not a PEM certificate: expected one PEM-encoded X.509 certificate (a CERTIFICATE block)")
 	}
 	if len(strings.TrimSpace(string(rest))) > 0 {
 		return nil, errors.New("more than one PEM block: give exactly one certificate")
 	}
 	cert, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("the certificate does not parse: %v", err)
+		return nil, fmt.Errorf("the certificate does not parse: %w", err)
 	}
 	return cert, nil
 }

@@ -250,7 +250,7 @@ func (c *Client) once(ctx context.Context, build func(context.Context) (*http.Re
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
 		return retryAfter(resp, c.retry.MaxDelay), retryable(fmt.Errorf("HTTP %d %s", resp.StatusCode, statusSummary(resp, data)))
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		return 0, fmt.Errorf("Salesforce answered HTTP %d redirecting to %q; redirects are not followed with a signed assertion: point login_url at that host", resp.StatusCode, resp.Header.Get("Location"))
+		return 0, fmt.Errorf("redirected (HTTP %d) to %q; redirects are not followed with a signed assertion: point login_url at that host", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	if oe := parseOAuthError(resp, data); oe != nil {
 		return 0, oe
@@ -258,7 +258,7 @@ func (c *Client) once(ctx context.Context, build func(context.Context) (*http.Re
 	if ae := parseAPIError(resp, data); ae != nil {
 		return 0, ae
 	}
-	return 0, fmt.Errorf("Salesforce answered HTTP %d %s", resp.StatusCode, statusSummary(resp, data))
+	return 0, fmt.Errorf("unexpected answer HTTP %d %s", resp.StatusCode, statusSummary(resp, data))
 }
 
 // parseOAuthError reads an OAuth error body, JSON or form-encoded (revoke's encoding varies).
@@ -312,7 +312,7 @@ func backoff(p RetryPolicy, attempt int) time.Duration {
 		d = p.MaxDelay
 	}
 	// Full jitter in [d/2, d): spreads retries of many readers after a shared outage.
-	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1)) //nolint:gosec // jitter needs no cryptographic randomness
 }
 
 func retryAfter(resp *http.Response, max time.Duration) time.Duration {

@@ -33,7 +33,8 @@ func parseAPIError(resp *http.Response, data []byte) *APIError {
 		Message   string `json:"message"`
 		ErrorCode string `json:"errorCode"`
 	}
-	if json.Unmarshal(data, &list) != nil || len(list) == 0 || list[0].ErrorCode == "" {
+	_ = json.Unmarshal(data, &list) // anything that is not the error list is not an API error
+	if len(list) == 0 || list[0].ErrorCode == "" {
 		return nil
 	}
 	return &APIError{Status: resp.StatusCode, Code: list[0].ErrorCode, Message: list[0].Message}
@@ -63,7 +64,7 @@ func parseSOAPFault(data []byte) error {
 func (c *Client) checkInstanceURL(instanceURL string, allowNonSalesforce bool) (string, error) {
 	u, err := ValidateLoginURL(instanceURL, allowNonSalesforce)
 	if err != nil {
-		return "", fmt.Errorf("instance_url %q %s", instanceURL, err)
+		return "", fmt.Errorf("instance_url %q %w", instanceURL, err)
 	}
 	return u, nil
 }
@@ -104,7 +105,7 @@ func (c *Client) ReadMetadata(ctx context.Context, s Session, typ, fullName stri
 	}, func(_ int, data []byte) error {
 		inner, found, err := extractRecord(data)
 		if err != nil {
-			return retryable(fmt.Errorf("malformed readMetadata answer: %v", err))
+			return retryable(fmt.Errorf("malformed readMetadata answer: %w", err))
 		}
 		if !found {
 			return &APIError{Status: 200, Code: "NOT_FOUND", Message: fmt.Sprintf("no %s named %q in the org: check app_name (and app_type)", typ, fullName)}
@@ -122,7 +123,7 @@ func extractRecord(data []byte) ([]byte, bool, error) {
 	for {
 		before := dec.InputOffset()
 		tok, err := dec.Token()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return nil, false, nil // no records element: the component does not exist
 		}
 		if err != nil {

@@ -100,11 +100,11 @@ func rewriteCertificate(typ string, record []byte, certificatePEM string) ([]byt
 	}
 	for {
 		tok, err := dec.Token()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("component XML does not parse: %v", err)
+			return nil, fmt.Errorf("component XML does not parse: %w", err)
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:

@@ -74,7 +74,7 @@ func run() error {
 	if err := e.Start(*addr); err != nil {
 		return err
 	}
-	defer e.Close()
+	defer func() { _ = e.Close() }()
 
 	caFile := *caOut
 	if caFile == "" && *stateOut != "" {
@@ -109,7 +109,7 @@ func run() error {
 // reads it half-written.
 func writeAtomic(path string, data []byte) error {
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
 		return err
 	}
 	return os.Rename(tmp, path)
