@@ -51,9 +51,7 @@ func (b *backend) metadataSession(ctx context.Context, s logical.Storage, name s
 	release := func() {
 		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := client.Revoke(rctx, tok.AccessToken); err != nil {
-			b.Logger().Debug("could not revoke the deploy user's token; it expires with its session", "connection", name, "error", err)
-		}
+		b.revokeQuietly(rctx, name, conn, tok.AccessToken)
 	}
 	return client, sess, release, nil
 }
@@ -73,11 +71,11 @@ func deployCertificate(ctx context.Context, client *salesforce.Client, sess sale
 	return client.Deploy(ctx, sess, zip)
 }
 
-// transient reports whether a failure may pass by itself (Salesforce unreachable, 5xx, 429);
-// refusals and configuration problems need the operator.
+// transient reports whether a failure may pass by itself (Salesforce unreachable, 5xx, 429,
+// malformed answers); refusals and configuration problems need the operator.
 func transient(err error) bool {
 	var ue *salesforce.UpstreamError
-	return errors.As(err, &ue)
+	return errors.As(err, &ue) && !ue.Permanent
 }
 
 // stepDeploy sends the pending certificate to the app, or polls the deploy already sent.
@@ -87,7 +85,7 @@ func (b *backend) stepDeploy(ctx context.Context, s logical.Storage, name string
 	st := ring.Rotation
 	pending := ring.pending()
 	if pending == nil {
-		return b.commit(ctx, s, name, st, func(r *keyRing, now time.Time) { b.failRotation(r, "the pending key is gone", now) })
+		return b.commit(ctx, s, name, st, func(r *keyRing, now time.Time) { b.failRotation(name, r, "the pending key is gone", now) })
 	}
 	result, err := b.runDeploy(ctx, s, name, conn, ring, st.DeployID, pending.Certificate, &st)
 	if err != nil {
@@ -98,7 +96,7 @@ func (b *backend) stepDeploy(ctx context.Context, s logical.Storage, name string
 	}
 	if !result.Success {
 		return b.commit(ctx, s, name, st, func(r *keyRing, now time.Time) {
-			b.failRotation(r, fmt.Sprintf("deploying the new certificate to %s failed: %s", conn.AppName, result.Failure()), now)
+			b.failRotation(name, r, fmt.Sprintf("deploying the new certificate to %s failed: %s", conn.AppName, result.Failure()), now)
 			r.Rotation.NextAttemptAt = time.Time{}
 		})
 	}
@@ -137,7 +135,7 @@ func (b *backend) stepRollback(ctx context.Context, s logical.Storage, name stri
 		if p := r.pending(); p != nil {
 			p.Status, p.ArchivedAt = statusArchived, now
 		}
-		b.failRotation(r, fmt.Sprintf("rolled back to key version %d: %s", active.Version, reason), now)
+		b.failRotation(name, r, fmt.Sprintf("rolled back to key version %d: %s", active.Version, reason), now)
 		r.Rotation.NextAttemptAt = time.Time{}
 	})
 }
@@ -178,7 +176,7 @@ func (b *backend) runDeploy(ctx context.Context, s logical.Storage, name string,
 		r.Rotation.LastAttemptAt = now
 		r.Rotation.NextAttemptAt = now.Add(deployPollInterval)
 		if !rollingBack && now.Sub(r.Rotation.StartedAt) > conn.PropagationTimeout {
-			b.failRotation(r, fmt.Sprintf("deploy %s still %s after propagation_timeout (%s): check Setup > Deployment Status", id, res.Status, conn.PropagationTimeout), now)
+			b.failRotation(name, r, fmt.Sprintf("deploy %s still %s after propagation_timeout (%s): check Setup > Deployment Status", id, res.Status, conn.PropagationTimeout), now)
 			r.Rotation.NextAttemptAt = time.Time{}
 		}
 	})
@@ -192,7 +190,7 @@ func (b *backend) deployFailed(ctx context.Context, s logical.Storage, name stri
 		return b.retryLater(ctx, s, name, st, err)
 	}
 	return b.commit(ctx, s, name, st, func(r *keyRing, now time.Time) {
-		b.failRotation(r, "deploying the new certificate: "+err.Error(), now)
+		b.failRotation(name, r, "deploying the new certificate: "+err.Error(), now)
 		r.Rotation.NextAttemptAt = time.Time{}
 	})
 }

@@ -40,7 +40,7 @@ func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, 
 			if perr == nil {
 				b.Logger().Info("Salesforce accepted the pending key while refusing the active one; promoting it",
 					"connection", role.Connection, "pending_version", pending.Version, "active_version", active.Version)
-				if perr := b.promoteProven(ctx, s, role.Connection, pending.Version); perr != nil {
+				if perr := b.promoteProven(ctx, s, role.Connection, pending.Version); perr != nil { // the read succeeds either way
 					b.Logger().Error("promoting the proven pending key failed; it will be retried", "connection", role.Connection, "error", perr)
 				}
 				tok, err, version = ptok, nil, pending.Version
@@ -88,11 +88,14 @@ func (e *mintRefused) Error() string { return e.msg }
 // (502), anything else is ours (500).
 func mintErrorResponse(err error) (*logical.Response, error) {
 	var oe *salesforce.OAuthError
+	var ae *salesforce.APIError
 	var ue *salesforce.UpstreamError
 	var mr *mintRefused
 	switch {
 	case errors.As(err, &oe):
 		return logical.ErrorResponse(oe.Error()), nil
+	case errors.As(err, &ae):
+		return logical.ErrorResponse(ae.Error()), nil
 	case errors.As(err, &mr):
 		return logical.ErrorResponse(mr.msg), nil
 	case errors.As(err, &ue):

@@ -50,7 +50,7 @@ func connectionFields() map[string]*framework.FieldSchema {
 		"eca_oauth_settings_name": {Type: framework.TypeString,
 			Description: "app_type=external_client_app: full name of the app's ExtlClntAppGlobalOauthSettings component, which holds the certificate. Default: <app_name>_glbloauth (what Salesforce names it for an app made in Setup)."},
 		"deploy_username": {Type: framework.TypeString,
-			Description: "Salesforce user whose token deploys new certificates (needs API Enabled, Customize Application and Modify Metadata, and pre-authorisation on the app). Required for deploy=metadata_api."},
+			Description: "Salesforce user whose token deploys new certificates. Needs API Enabled, Modify Metadata Through Metadata API Functions, Customize Application and Manage Connected Apps (or Modify All Data), pre-authorisation on the app, and for an External Client App the permission to view consumer secrets in metadata. Required for deploy=metadata_api."},
 		"verify_username": {Type: framework.TypeString,
 			Description: "User whose token request proves a new key works. Default: the username of the first role on this connection."},
 		"propagation_timeout": {Type: framework.TypeDurationSecond, Default: dur(defaultPropagationTimeout),
@@ -141,8 +141,10 @@ func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request,
 			return resp, err
 		}
 	} else {
-		if _, ok := d.GetOk("private_key"); ok {
-			return fieldErr("private_key", "can only be given when the connection is created: use connections/%s/import to add a key to an existing ring", name).response(), nil
+		for _, f := range []string{"private_key", "certificate"} {
+			if _, ok := d.GetOk(f); ok {
+				return fieldErr(f, "can only be given when the connection is created: use connections/%s/import to add a key to an existing ring", name).response(), nil
+			}
 		}
 		if err := putConnection(ctx, req.Storage, name, conn); err != nil {
 			return nil, err

@@ -66,7 +66,6 @@ func pathKeys(b *backend) []*framework.Path {
 				"activate": {Type: framework.TypeBool, Default: false,
 					Description: "true: the key becomes active at once (the previous active key is archived). false: it becomes the pending key, promoted once Salesforce accepts it."},
 			},
-			ExistenceCheck: b.connectionExists,
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathImport, Summary: "Import an existing key into the ring.",
 					ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true},
@@ -181,7 +180,9 @@ func (b *backend) pathKeyDelete(ctx context.Context, req *logical.Request, d *fr
 	case v.Status == statusPending:
 		return logical.ErrorResponse("key version %d is pending in a rotation: let the rotation finish or fail before destroying it", version), nil
 	case v.Status == statusDestroyed:
-		return nil, nil // idempotent
+		// Idempotent; and it erases again, in case an earlier erase failed after the ring
+		// already recorded the version destroyed.
+		return nil, req.Storage.Delete(ctx, keyMaterialPath(name, version))
 	}
 	if err := b.destroyVersions(ctx, req.Storage, name, ring, []*keyVersion{v}); err != nil {
 		return nil, err
@@ -191,8 +192,9 @@ func (b *backend) pathKeyDelete(ctx context.Context, req *logical.Request, d *fr
 }
 
 // destroyVersions erases the private keys of versions and records it in the ring. The ring is
-// written first: a key marked destroyed whose material erase then fails is retried by the
-// periodic retention pass, while the opposite order could leave a ring naming missing material.
+// written first: the opposite order could leave a ring naming material that is gone. If an erase
+// then fails, the material lingers unreferenced until the version is destroyed again (an
+// idempotent delete of keys/<version>) or the connection is deleted.
 func (b *backend) destroyVersions(ctx context.Context, s logical.Storage, name string, ring *keyRing, versions []*keyVersion) error {
 	now := b.now().UTC()
 	for _, v := range versions {
@@ -274,6 +276,9 @@ func (b *backend) pathImport(ctx context.Context, req *logical.Request, d *frame
 		if existing, err := b.signer(ctx, req.Storage, name, v.Version); err == nil && existing.PublicKey.Equal(&key.PublicKey) {
 			return fieldErr("private_key", "is already in the ring as version %d (%s)", v.Version, v.Status).response(), nil
 		}
+	}
+	if activate && ring.Rotation.inFlight() {
+		return logical.ErrorResponse("a rotation of connection %q is in flight (state %s): let it finish or fail before activating another key", name, ring.Rotation.State), nil
 	}
 	if !activate && ring.pending() != nil {
 		return logical.ErrorResponse("connection %q already has a pending key (version %d): promote it or let its rotation finish first, or import with activate=true", name, ring.pending().Version), nil

@@ -136,7 +136,10 @@ func TestImport(t *testing.T) {
 	other := newRSA(t, 2048)
 	mustErr(t, e.write("connections/prod/import", map[string]any{"private_key": pkcs8PEM(t, other)}), "pending key")
 
-	// activate=true: the imported key signs at once; the old one is archived.
+	// activate=true is refused while the pending import is being verified…
+	mustErr(t, e.write("connections/prod/import", map[string]any{"private_key": pkcs8PEM(t, other), "activate": true}), "in flight")
+	// …and once that rotation is settled, the imported key signs at once; the old one is archived.
+	mustOK(t, e.write("connections/prod/promote", map[string]any{"force": true}))
 	resp = mustOK(t, e.write("connections/prod/import", map[string]any{"private_key": pkcs8PEM(t, other), "activate": true}))
 	if resp.Data["status"] != "active" {
 		t.Fatalf("activate import: %v", resp.Data)
@@ -149,7 +152,7 @@ func TestImport(t *testing.T) {
 		t.Errorf("minted with key version %v, want the imported 3", got)
 	}
 	info := e.list("connections/prod/keys/").Data["key_info"].(map[string]any)
-	if info["1"].(map[string]any)["status"] != "archived" {
+	if info["2"].(map[string]any)["status"] != "archived" {
 		t.Error("the previous active key was not archived")
 	}
 }

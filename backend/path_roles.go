@@ -41,10 +41,9 @@ func pathRoles(b *backend) []*framework.Path {
 			HelpDescription: "Lists the names of the configured roles.",
 		},
 		{
-			Pattern:        "roles/" + framework.GenericNameRegex("name") + "/reset",
-			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "reset", OperationSuffix: "role"},
-			Fields:         map[string]*framework.FieldSchema{"name": roleFields()["name"]},
-			ExistenceCheck: b.roleExists,
+			Pattern:      "roles/" + framework.GenericNameRegex("name") + "/reset",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "reset", OperationSuffix: "role"},
+			Fields:       map[string]*framework.FieldSchema{"name": roleFields()["name"]},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathRoleReset, Summary: "Drop and revoke a role's cached token.",
 					ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true},
@@ -185,7 +184,7 @@ func applyRoleFields(r *roleEntry, d *framework.FieldData, create bool) *fieldEr
 	if err := r.parseCIDRs(); err != nil {
 		return fieldErr("bound_cidrs", "has an entry that is neither a CIDR nor an address (%s): use e.g. 10.0.0.0/8,192.168.1.10", err)
 	}
-	if r.MaxTTL < r.TTL {
+	if r.TokenMode == tokenModePerLease && r.MaxTTL < r.TTL {
 		return fieldErr("max_ttl", "(%s) must be at least ttl (%s)", r.MaxTTL, r.TTL)
 	}
 	if r.TokenMode == tokenModeShared && r.TTL >= r.SessionTimeout {

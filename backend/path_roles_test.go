@@ -56,7 +56,7 @@ func TestRoleBadInput(t *testing.T) {
 		{"bad token_mode", map[string]any{"token_mode": "cached"}, "token_mode"},
 		{"ttl too short", map[string]any{"ttl": "10s"}, "ttl"},
 		{"ttl garbage", map[string]any{"ttl": "soon"}, "ttl"},
-		{"max_ttl below ttl", map[string]any{"ttl": "30m", "max_ttl": "10m"}, "max_ttl"},
+		{"max_ttl below ttl", map[string]any{"ttl": "30m", "max_ttl": "10m", "token_mode": "per_lease"}, "max_ttl"},
 		{"session_timeout too short", map[string]any{"session_timeout": "5m"}, "session_timeout"},
 		{"session_timeout too long", map[string]any{"session_timeout": "48h"}, "session_timeout"},
 		{"shared ttl not below session", map[string]any{"ttl": "2h", "max_ttl": "2h", "session_timeout": "2h"}, "ttl"},

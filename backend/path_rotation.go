@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -13,10 +14,9 @@ func pathRotation(b *backend) []*framework.Path {
 	base := "connections/" + framework.GenericNameRegex("name")
 	return []*framework.Path{
 		{
-			Pattern:        base + "/rotate",
-			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "rotate", OperationSuffix: "connection-key"},
-			Fields:         map[string]*framework.FieldSchema{"name": name},
-			ExistenceCheck: b.connectionExists,
+			Pattern:      base + "/rotate",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "rotate", OperationSuffix: "connection-key"},
+			Fields:       map[string]*framework.FieldSchema{"name": name},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathRotate, Summary: "Start a key rotation.",
 					ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true},
@@ -41,8 +41,9 @@ func pathRotation(b *backend) []*framework.Path {
 				"name": name,
 				"force": {Type: framework.TypeBool, Default: false,
 					Description: "Promote without proving the key with a token request (for an operator who knows the certificate is in place)."},
+				"version": {Type: framework.TypeInt,
+					Description: "Key version to promote. Default: the pending key. An archived version may be promoted back (rolling back to its certificate, which must be on the app again)."},
 			},
-			ExistenceCheck: b.connectionExists,
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathPromote, Summary: "Promote the pending key.",
 					ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true},
@@ -111,7 +112,8 @@ func (b *backend) rotationData(conn *connectionEntry, ring *keyRing) map[string]
 	return map[string]any{
 		"state":                   state,
 		"trigger":                 st.Trigger,
-		"pending_key_version":     st.PendingVersion,
+		"pending_key_version":     pendingVersion(ring),
+		"rotated_key_version":     st.PendingVersion, // the key this rotation was about, kept after it ends
 		"previous_key_version":    st.PreviousVersion,
 		"started_at":              formatTime(st.StartedAt),
 		"last_attempt_at":         formatTime(st.LastAttemptAt),
@@ -126,6 +128,13 @@ func (b *backend) rotationData(conn *connectionEntry, ring *keyRing) map[string]
 	}
 }
 
+func pendingVersion(ring *keyRing) int {
+	if p := ring.pending(); p != nil {
+		return p.Version
+	}
+	return 0
+}
+
 func (b *backend) pathPromote(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	if resp := rejectUnknownFields(req, d); resp != nil {
 		return resp, nil
@@ -138,9 +147,22 @@ func (b *backend) pathPromote(ctx context.Context, req *logical.Request, d *fram
 	if conn == nil || ring == nil {
 		return logical.ErrorResponse("connection %q does not exist", name), nil
 	}
-	pending := ring.pending()
-	if pending == nil {
-		return logical.ErrorResponse("connection %q has no pending key: start a rotation with connections/%s/rotate", name, name), nil
+	target := ring.pending()
+	if v, ok := d.GetOk("version"); ok {
+		target = ring.version(v.(int))
+		switch {
+		case target == nil:
+			return fieldErr("version", "%d does not exist in connection %q's key ring", v.(int), name).response(), nil
+		case target.Status == statusActive:
+			return fieldErr("version", "%d is already active", target.Version).response(), nil
+		case target.Status == statusDestroyed:
+			return fieldErr("version", "%d is destroyed: its private key is gone", target.Version).response(), nil
+		case target.Status == statusArchived && ring.Rotation.inFlight():
+			return logical.ErrorResponse("a rotation of connection %q is in flight (state %s): let it finish or fail before promoting an archived key", name, ring.Rotation.State), nil
+		}
+	}
+	if target == nil {
+		return logical.ErrorResponse("connection %q has no pending key: start a rotation with connections/%s/rotate, or name an archived version", name, name), nil
 	}
 	force := d.Get("force").(bool)
 	if !force {
@@ -149,26 +171,27 @@ func (b *backend) pathPromote(ctx context.Context, req *logical.Request, d *fram
 			return nil, err
 		}
 		if username == "" {
-			return logical.ErrorResponse("cannot prove the pending key: set verify_username on the connection or create a role for it, or promote with force=true"), nil
+			return logical.ErrorResponse("cannot prove key version %d: set verify_username on the connection or create a role for it, or promote with force=true", target.Version), nil
 		}
 		// The proof is a network call: made without any lock held.
-		if _, err := b.requestToken(ctx, req.Storage, name, conn, pending.Version, username); err != nil {
-			if resp, rerr := mintErrorResponse(err); resp != nil {
-				resp.Data["error"] = "Salesforce does not accept the pending key yet: " + resp.Data["error"].(string)
-				return resp, nil
-			} else {
-				return nil, rerr
+		probe, err := b.requestToken(ctx, req.Storage, name, conn, target.Version, username)
+		if err != nil {
+			resp, rerr := mintErrorResponse(err)
+			if resp != nil {
+				resp.Data["error"] = fmt.Sprintf("Salesforce does not accept key version %d: %s", target.Version, resp.Data["error"])
 			}
+			return resp, rerr
 		}
+		b.revokeQuietly(ctx, name, conn, probe.AccessToken)
 	}
-	if err := b.promoteProven(ctx, req.Storage, name, pending.Version); err != nil {
+	if err := b.promoteProven(ctx, req.Storage, name, target.Version); err != nil {
 		return nil, err
 	}
 	how := "after proving it with a token request"
 	if force {
 		how = "without proof (force=true)"
 	}
-	b.Logger().Info("promoted pending key on operator request "+how, "connection", name, "key_version", pending.Version)
+	b.Logger().Info("promoted key on operator request "+how, "connection", name, "key_version", target.Version)
 	conn, ring, err = b.loadConnection(ctx, req.Storage, name)
 	if err != nil || conn == nil || ring == nil {
 		return nil, err
@@ -201,4 +224,7 @@ const promoteHelp = `
 Promotes the pending key to active after proving it with a token request (as verify_username,
 or the first role's username). force=true promotes without proof, for an operator who knows the
 certificate is registered on the app. The previous active key is archived.
+
+version=<n> promotes an archived key back instead (rolling back to an older key): register its
+certificate on the app again first; the same proof applies.
 `

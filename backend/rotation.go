@@ -81,7 +81,9 @@ func newRotation(conn *connectionEntry, v int, previous *keyVersion, trigger str
 	if previous != nil {
 		st.PreviousVersion = previous.Version
 	}
-	if conn.Deploy == deployMetadataAPI {
+	// An imported key's certificate is normally on the app already (a migration): prove it,
+	// deploy nothing.
+	if conn.Deploy == deployMetadataAPI && trigger != "import" {
 		st.State, st.DeployedAt = stateDeploying, time.Time{}
 	}
 	return st
@@ -225,7 +227,7 @@ func (b *backend) step(ctx context.Context, s logical.Storage, name string, conn
 	case stateVerifying, stateFailed:
 		return b.stepVerify(ctx, s, name, conn, ring)
 	case statePromoting:
-		return b.commit(ctx, s, name, st, func(r *keyRing, now time.Time) { b.promote(r, conn, now) })
+		return b.commit(ctx, s, name, st, func(r *keyRing, now time.Time) { b.promote(name, r, now) })
 	case stateRollingBack:
 		return b.stepRollback(ctx, s, name, conn, ring)
 	}
@@ -283,17 +285,17 @@ func (b *backend) retryLater(ctx context.Context, s logical.Storage, name string
 		}
 		r.Rotation.NextAttemptAt = now.Add(delay)
 		if r.Rotation.Attempts >= maxStepAttempts && r.Rotation.State != stateRollingBack {
-			b.failRotation(r, fmt.Sprintf("%s gave up after %d attempts: %s", r.Rotation.State, r.Rotation.Attempts, cause), now)
+			b.failRotation(name, r, fmt.Sprintf("%s gave up after %d attempts: %s", r.Rotation.State, r.Rotation.Attempts, cause), now)
 		}
 	})
 }
 
-func (b *backend) failRotation(r *keyRing, reason string, now time.Time) {
+func (b *backend) failRotation(name string, r *keyRing, reason string, now time.Time) {
 	r.Rotation.State = stateFailed
 	r.Rotation.LastError = reason
 	r.Rotation.LastAttemptAt = now
 	r.Rotation.NextAttemptAt = now.Add(stalledProbeInterval)
-	b.Logger().Error("key rotation failed", "reason", reason, "pending_version", r.Rotation.PendingVersion)
+	b.Logger().Error("key rotation failed", "connection", name, "reason", reason, "pending_version", r.Rotation.PendingVersion)
 }
 
 // stepVerify proves the pending key with a real token request.
@@ -302,7 +304,7 @@ func (b *backend) stepVerify(ctx context.Context, s logical.Storage, name string
 	pending := ring.pending()
 	if pending == nil {
 		return b.commit(ctx, s, name, st, func(r *keyRing, now time.Time) {
-			b.failRotation(r, "the pending key is gone (destroyed or promoted elsewhere)", now)
+			b.failRotation(name, r, "the pending key is gone (destroyed or promoted elsewhere)", now)
 			r.Rotation.NextAttemptAt = time.Time{}
 		})
 	}
@@ -313,9 +315,10 @@ func (b *backend) stepVerify(ctx context.Context, s logical.Storage, name string
 	if username == "" {
 		return b.retryLater(ctx, s, name, st, errors.New("cannot prove the pending key: set verify_username on the connection or create a role for it (or promote with force=true)"))
 	}
-	_, err = b.requestToken(ctx, s, name, conn, pending.Version, username)
+	probe, err := b.requestToken(ctx, s, name, conn, pending.Version, username)
 	now := b.now().UTC()
 	if err == nil {
+		b.revokeQuietly(ctx, name, conn, probe.AccessToken)
 		b.Logger().Info("Salesforce accepted the pending key", "connection", name, "pending_version", pending.Version)
 		return b.commit(ctx, s, name, st, func(r *keyRing, now time.Time) {
 			r.Rotation.State = statePromoting
@@ -329,13 +332,13 @@ func (b *backend) stepVerify(ctx context.Context, s logical.Storage, name string
 	deadline := st.DeployedAt.Add(conn.PropagationTimeout)
 	if st.State == stateVerifying && now.After(deadline) {
 		return b.commit(ctx, s, name, st, func(r *keyRing, now time.Time) {
-			if conn.Deploy == deployMetadataAPI {
+			if st.DeployID != "" { // we changed the app's certificate: put the old one back
 				r.Rotation.State = stateRollingBack
 				r.Rotation.LastError = fmt.Sprintf("Salesforce did not accept the new key within propagation_timeout (%s): %s; deploying the previous certificate back", conn.PropagationTimeout, err)
 				r.Rotation.Attempts, r.Rotation.NextAttemptAt = 0, now
 				return
 			}
-			b.failRotation(r, fmt.Sprintf("stalled: Salesforce has not accepted the pending key within propagation_timeout (%s): upload pending_certificate from connections/%s/certificate to the app; the plugin keeps checking", conn.PropagationTimeout, name), now)
+			b.failRotation(name, r, fmt.Sprintf("stalled: Salesforce has not accepted the pending key within propagation_timeout (%s): upload pending_certificate from connections/%s/certificate to the app; the plugin keeps checking", conn.PropagationTimeout, name), now)
 		})
 	}
 	return b.commit(ctx, s, name, st, func(r *keyRing, now time.Time) {
@@ -368,7 +371,7 @@ func (b *backend) verifyUsername(ctx context.Context, s logical.Storage, name st
 }
 
 // promote makes the pending key active, archives the previous one and ends the rotation.
-func (b *backend) promote(r *keyRing, conn *connectionEntry, now time.Time) {
+func (b *backend) promote(name string, r *keyRing, now time.Time) {
 	p := r.pending()
 	if p == nil {
 		return
@@ -380,11 +383,11 @@ func (b *backend) promote(r *keyRing, conn *connectionEntry, now time.Time) {
 	if prev != nil {
 		from = prev.Version
 	}
-	b.Logger().Info("key rotation complete: promoted pending key", "new_active_version", p.Version, "archived_version", from)
+	b.Logger().Info("key rotation complete: promoted pending key", "connection", name, "new_active_version", p.Version, "archived_version", from)
 }
 
-// promoteProven promotes a pending key that Salesforce just accepted (from a mint or an
-// operator's promote), whatever the rotation's state.
+// promoteProven makes version active once it is proven (or forced): the pending key, which ends
+// the rotation, or an archived key promoted back (rolling back to an older certificate).
 func (b *backend) promoteProven(ctx context.Context, s logical.Storage, name string, version int) error {
 	lock := b.connLock(name)
 	lock.Lock()
@@ -393,16 +396,36 @@ func (b *backend) promoteProven(ctx context.Context, s logical.Storage, name str
 	if err != nil || conn == nil || ring == nil {
 		return err
 	}
-	if p := ring.pending(); p == nil || p.Version != version {
-		return nil // already promoted
+	v := ring.version(version)
+	switch {
+	case v == nil || v.Status == statusActive:
+		return nil // gone, or already promoted
+	case v.Status == statusPending:
+		b.promote(name, ring, b.now().UTC())
+	case v.Status == statusArchived && !ring.Rotation.inFlight():
+		ring.activate(v, b.now().UTC())
+		b.Logger().Info("promoted an archived key back to active", "connection", name, "key_version", version)
+	default:
+		return fmt.Errorf("key version %d is %s and cannot be promoted now", version, v.Status)
 	}
-	b.promote(ring, conn, b.now().UTC())
 	if err := putKeyRing(ctx, s, name, ring); err != nil {
 		return err
 	}
 	b.signers.drop(name)
 	b.scheduleConnection(name, conn, ring)
 	return nil
+}
+
+// revokeQuietly revokes a token minted only to prove a key or to deploy: it should not outlive
+// its purpose. A failure is logged; the token dies with its session anyway.
+func (b *backend) revokeQuietly(ctx context.Context, name string, conn *connectionEntry, token string) {
+	client, err := b.client(name, conn)
+	if err == nil {
+		err = client.Revoke(ctx, token)
+	}
+	if err != nil {
+		b.Logger().Debug("could not revoke a probe token; it expires with its session", "connection", name, "error", err)
+	}
 }
 
 // enforceRetention destroys archived versions beyond keep_archived_keys, oldest first.

@@ -157,7 +157,7 @@ func TestPromote(t *testing.T) {
 	e.b.wg.Wait()
 	mustErr(t, e.write("connections/prod/promote", nil), "verify_username")
 	e.createRole("app", "prod", nil)
-	mustErr(t, e.write("connections/prod/promote", nil), "does not accept the pending key", "invalid assertion")
+	mustErr(t, e.write("connections/prod/promote", nil), "does not accept key version 2", "invalid assertion")
 	if e.keyStatus("prod", "2") != "pending" {
 		t.Fatal("a refused promote changed the ring")
 	}
@@ -270,6 +270,9 @@ func TestMetadataAPIRotationRollsBackWhenNotAccepted(t *testing.T) {
 	}
 	if e.keyStatus("prod", "1") != "active" || e.keyStatus("prod", "2") != "archived" {
 		t.Fatalf("after rollback: v1 %s, v2 %s", e.keyStatus("prod", "1"), e.keyStatus("prod", "2"))
+	}
+	if r["pending_key_version"] != 0 || r["rotated_key_version"] != 2 {
+		t.Errorf("after rollback the rotation reports pending %v (want 0), rotated %v (want 2)", r["pending_key_version"], r["rotated_key_version"])
 	}
 	app, _ := e.emu.AppByConsumerKey(e.seed.App.ConsumerKey)
 	if !sameCert(app.CertificatePEM, oldCert) {

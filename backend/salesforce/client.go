@@ -199,10 +199,11 @@ func (c *Client) send(ctx context.Context, op string, build func(context.Context
 		var re retryableError
 		if !errors.As(err, &re) {
 			var oe *OAuthError
-			if errors.As(err, &oe) {
-				return err
+			var ae *APIError
+			if errors.As(err, &oe) || errors.As(err, &ae) {
+				return err // Salesforce answered: a refusal for the operator, not an outage
 			}
-			return &UpstreamError{Op: op, Attempts: attempt, Cause: err.Error()}
+			return &UpstreamError{Op: op, Attempts: attempt, Cause: err.Error(), Permanent: true}
 		}
 		lastErr = re.error
 		if attempt == c.retry.Attempts {

@@ -85,6 +85,9 @@ type UpstreamError struct {
 	Op       string // "token request", "revoke", …
 	Attempts int
 	Cause    string // never contains request bodies or tokens
+	// Permanent marks an answer a retry would not change (a redirect, an unexpected 4xx):
+	// still not the operator's refusal, but not worth retrying either.
+	Permanent bool
 }
 
 func (e *UpstreamError) Error() string {

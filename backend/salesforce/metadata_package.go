@@ -127,6 +127,13 @@ func rewriteCertificate(typ string, record []byte, certificatePEM string) ([]byt
 			if t.Name.Local == container && len(path) == 2 {
 				sawContainer = true
 			}
+			// Metadata types list their fields alphabetically and deploys are validated in that
+			// order: an app without a certificate gets it before the first field that sorts after.
+			if !wrote && parentIs(path, container) && t.Name.Local > "certificate" {
+				if err := writeCert(); err != nil {
+					return nil, err
+				}
+			}
 			if err := enc.EncodeToken(xml.StartElement{Name: xml.Name{Local: t.Name.Local}}); err != nil {
 				return nil, err
 			}

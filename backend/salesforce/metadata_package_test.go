@@ -84,8 +84,11 @@ func TestCertificateDeploymentConnectedApp(t *testing.T) {
 func TestCertificateDeploymentAddsMissingCertificate(t *testing.T) {
 	rec := strings.Replace(connectedAppRecord, "<certificate>MIIBOLD==</certificate>", "", 1)
 	files := unzip(t, mustDeploy(t, TypeConnectedApp, rec))
-	if !strings.Contains(files["connectedApps/Vault_JWT.connectedApp"], "MIINEW") {
-		t.Fatal("certificate not added to an app that had none")
+	app := files["connectedApps/Vault_JWT.connectedApp"]
+	// In schema (alphabetical) order: after callbackUrl, before isAdminApproved.
+	cb, cert, admin := strings.Index(app, "<callbackUrl>"), strings.Index(app, "<certificate>"), strings.Index(app, "<isAdminApproved>")
+	if cert < 0 || cb > cert || cert > admin {
+		t.Fatalf("certificate missing or out of order (callbackUrl %d, certificate %d, isAdminApproved %d):\n%s", cb, cert, admin, app)
 	}
 	if _, err := CertificateDeployment(TypeConnectedApp, "X", []byte("<label>x</label>"), newCert, "62.0"); err == nil {
 		t.Fatal("an app without oauthConfig must be refused")

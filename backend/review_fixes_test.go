@@ -1,0 +1,105 @@
+package backend
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func TestPromoteArchivedKeyBack(t *testing.T) {
+	e := newTestEnv(t)
+	first := e.createConnection("prod", nil).Data["certificate"].(string)
+	e.createRole("app", "prod", nil)
+	second := mustOK(t, e.write("connections/prod/rotate", nil)).Data["pending_certificate"].(string)
+	e.b.wg.Wait()
+	_ = e.emu.SetAppCertificate(e.seed.App.ConsumerKey, second)
+	mustOK(t, e.write("connections/prod/promote", nil))
+	if e.keyStatus("prod", "1") != "archived" {
+		t.Fatal("setup: v1 should be archived")
+	}
+	// Not proven: v1's certificate is no longer on the app.
+	mustErr(t, e.write("connections/prod/promote", map[string]any{"version": 1}), "key version 1", "invalid assertion")
+	_ = e.emu.SetAppCertificate(e.seed.App.ConsumerKey, first)
+	mustOK(t, e.write("connections/prod/promote", map[string]any{"version": 1}))
+	if e.keyStatus("prod", "1") != "active" || e.keyStatus("prod", "2") != "archived" {
+		t.Fatalf("after promoting v1 back: v1 %s, v2 %s", e.keyStatus("prod", "1"), e.keyStatus("prod", "2"))
+	}
+	e.b.tokens.drop("app")
+	if mustOK(t, e.read("creds/app")).Data["key_version"] != 1 {
+		t.Fatal("mints do not use the promoted-back key")
+	}
+	mustErr(t, e.write("connections/prod/promote", map[string]any{"version": 1}), "version", "already active")
+	mustErr(t, e.write("connections/prod/promote", map[string]any{"version": 9}), "version", "does not exist")
+	mustOK(t, e.del("connections/prod/keys/2"))
+	mustErr(t, e.write("connections/prod/promote", map[string]any{"version": 2, "force": true}), "version", "destroyed")
+}
+
+func TestActionPathsOnMissingTargetsAre400(t *testing.T) {
+	e := newTestEnv(t)
+	for _, p := range []string{"connections/nope/rotate", "connections/nope/promote", "connections/nope/import", "roles/nope/reset"} {
+		data := map[string]any{}
+		if p == "connections/nope/import" {
+			data["private_key"] = pkcs8PEM(t, newRSA(t, 2048))
+		}
+		resp, err := e.do(logical.UpdateOperation, p, data)
+		if err != nil {
+			t.Fatalf("%s: want a 400, got %v", p, err)
+		}
+		mustErr(t, resp, "nope")
+	}
+}
+
+func TestMetadataAPIRefusalFailsAtOnce(t *testing.T) {
+	e := newTestEnv(t)
+	e.createConnection("prod", metadataConn(e, map[string]any{"app_name": "No_Such_App"}))
+	e.createRole("app", "prod", nil)
+	mustOK(t, e.write("connections/prod/rotate", nil))
+	e.b.wg.Wait()
+	r := e.rotation("prod")
+	if r["state"] != "failed" || r["attempts"] != 0 {
+		t.Fatalf("a Salesforce refusal must fail the rotation at once, not be retried: %v", r)
+	}
+	if last, _ := r["last_error"].(string); !strings.Contains(last, "No_Such_App") {
+		t.Errorf("last_error should name the missing app: %q", last)
+	}
+	if e.keyStatus("prod", "1") != "active" {
+		t.Fatal("the active key changed")
+	}
+}
+
+func TestImportPendingWithMetadataAPIDeploysNothing(t *testing.T) {
+	e := newTestEnv(t)
+	e.createConnection("prod", metadataConn(e, nil))
+	e.createRole("app", "prod", nil)
+	key := newRSA(t, 2048)
+	cert := selfSigned(t, key)
+	mustOK(t, e.write("connections/prod/import", map[string]any{"private_key": pkcs8PEM(t, key), "certificate": cert}))
+	r := e.rotation("prod")
+	if r["state"] != "verifying" || r["trigger"] != "import" {
+		t.Fatalf("an imported pending key should be verified, not deployed: %v", r)
+	}
+	mustErr(t, e.write("connections/prod/import", map[string]any{"private_key": pkcs8PEM(t, newRSA(t, 2048)), "activate": true}), "in flight")
+	// The operator registers the imported certificate; the probe promotes it.
+	_ = e.emu.SetAppCertificate(e.seed.App.ConsumerKey, cert)
+	e.tick()
+	if e.keyStatus("prod", "2") != "active" {
+		t.Fatalf("imported key not promoted: %v", e.rotation("prod"))
+	}
+	if n := e.emu.Counters().DeployRequests; n != 0 {
+		t.Fatalf("an import made %d deploys", n)
+	}
+}
+
+func TestRoleSharedTTLNotBoundByMaxTTL(t *testing.T) {
+	e := newTestEnv(t)
+	e.createConnection("prod", nil)
+	mustOK(t, e.write("roles/app", map[string]any{"connection": "prod", "username": e.seed.User.Username, "ttl": "90m"}))
+	mustErr(t, e.write("roles/leased", map[string]any{"connection": "prod", "username": e.seed.User.Username, "ttl": "90m", "token_mode": "per_lease"}), "max_ttl")
+}
+
+func TestConnectionUpdateRefusesCertificate(t *testing.T) {
+	e := newTestEnv(t)
+	cert := e.createConnection("prod", nil).Data["certificate"].(string)
+	mustErr(t, e.write("connections/prod", map[string]any{"certificate": cert}), "certificate", "import")
+}
