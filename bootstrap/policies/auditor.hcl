@@ -1,0 +1,43 @@
+# salesforce-auditor: read-only view of the engine for security review and monitoring.
+#
+# It sees every setting, the certificates and their fingerprints, the key table (status,
+# dates, origin), rotation progress, and each role's usage counters. It cannot mint a token,
+# write, rotate, reset or delete anything. Nothing it can read holds private key material or
+# an access token.
+
+path "salesforce/connections/" {
+  capabilities = ["list"]
+}
+path "salesforce/connections/+" {
+  capabilities = ["read"]
+}
+path "salesforce/connections/+/certificate" {
+  capabilities = ["read"]
+}
+path "salesforce/connections/+/keys/" {
+  capabilities = ["list"]
+}
+path "salesforce/connections/+/keys/+" {
+  capabilities = ["read"]
+}
+path "salesforce/connections/+/rotation" {
+  capabilities = ["read"]
+}
+
+# Roles and their usage (tokens_minted, last_minted_at, last_key_version, last_error).
+path "salesforce/roles/" {
+  capabilities = ["list"]
+}
+path "salesforce/roles/+" {
+  capabilities = ["read"]
+}
+
+path "salesforce/info" {
+  capabilities = ["read"]
+}
+
+# Never mint: an explicit deny, so a broader grant elsewhere cannot turn an auditor into a
+# Salesforce user.
+path "salesforce/creds/*" {
+  capabilities = ["deny"]
+}

@@ -1,0 +1,127 @@
+# The Vault side of vault-plugin-salesforce: catalog entry, mount, one connection, one role and
+# the three policies of ../policies. Durations are written in seconds, as the plugin returns
+# them, so that reads compare equal and plans stay empty.
+
+locals {
+  plugin = "vault-plugin-salesforce"
+  # The policy files name the mount salesforce/; keep the two in step.
+  mount = "salesforce"
+}
+
+# Register the binary. It must already be in plugin_directory, under plugin_command, on every
+# Vault node. A new plugin_version or sha256 registers a new catalog entry beside the old one.
+resource "vault_generic_endpoint" "plugin" {
+  path = "sys/plugins/catalog/secret/${local.plugin}"
+
+  # Reading or deleting this path without ?version= addresses the unversioned entry, which is
+  # not this one. Old versions are removed by hand once no mount runs them:
+  #   vault plugin deregister -version=vX.Y.Z secret vault-plugin-salesforce
+  disable_read   = true
+  disable_delete = true
+
+  data_json = jsonencode({
+    sha256  = var.plugin_sha256
+    command = var.plugin_command
+    version = var.plugin_version
+  })
+}
+
+# Without a plugin version Vault mounts the newest registered one; the tune below pins the
+# mount to plugin_version (and moves it there on upgrades).
+resource "vault_mount" "salesforce" {
+  path        = local.mount
+  type        = local.plugin
+  description = "Salesforce access tokens (JWT bearer flow)"
+
+  depends_on = [vault_generic_endpoint.plugin]
+}
+
+# vault secrets tune -plugin-version=... salesforce/
+resource "vault_generic_endpoint" "plugin_version" {
+  path           = "sys/mounts/${vault_mount.salesforce.path}/tune"
+  disable_read   = true
+  disable_delete = true
+
+  data_json = jsonencode({
+    plugin_version = var.plugin_version
+  })
+}
+
+# A mount moved to a new version keeps running the old process until the plugin is reloaded
+# (vault plugin reload -plugin=vault-plugin-salesforce). This write does it whenever the pinned
+# version changes, and once at creation, harmlessly. In an HA cluster it reloads the node that
+# serves the request, which is the active node: the only one running the plugin in Vault CE.
+resource "vault_generic_endpoint" "reload" {
+  path           = "sys/plugins/reload/backend"
+  disable_read   = true
+  disable_delete = true
+
+  data_json = jsonencode({
+    plugin = local.plugin
+  })
+
+  depends_on = [vault_generic_endpoint.plugin_version]
+
+  lifecycle {
+    replace_triggered_by = [vault_generic_endpoint.plugin_version]
+  }
+}
+
+# The connection: creating it generates key version 1 and returns its certificate. Destroying
+# it destroys every key of the ring for good, and the app then needs a new certificate: think
+# twice before `terraform destroy`, or protect it with
+#   lifecycle { prevent_destroy = true }
+resource "vault_generic_endpoint" "connection" {
+  path = "${vault_mount.salesforce.path}/connections/${var.connection_name}"
+
+  # Reads return many more fields (key ring, rotation state): compare only the ones set here.
+  ignore_absent_fields = true
+
+  data_json = jsonencode({
+    consumer_key        = var.consumer_key
+    login_url           = var.login_url
+    deploy              = "manual"
+    key_rotation_period = var.key_rotation_period_seconds
+  })
+}
+
+resource "vault_generic_endpoint" "role" {
+  path                 = "${vault_mount.salesforce.path}/roles/${var.role_name}"
+  ignore_absent_fields = true
+
+  data_json = jsonencode({
+    connection      = var.connection_name
+    username        = var.username
+    token_mode      = "shared"
+    ttl             = 900
+    session_timeout = var.session_timeout_seconds
+  })
+
+  # Written after the connection and removed before it: Vault refuses to delete a connection
+  # that roles use.
+  depends_on = [vault_generic_endpoint.connection]
+}
+
+# The certificate to register on the app, read fresh at every plan (it changes with each
+# rotation). Not a secret.
+data "vault_generic_secret" "certificate" {
+  path = "${vault_mount.salesforce.path}/connections/${var.connection_name}/certificate"
+
+  depends_on = [vault_generic_endpoint.connection]
+}
+
+resource "vault_policy" "app" {
+  name = "salesforce-app"
+  # app.hcl grants read on salesforce/creds/app: point it at this role.
+  policy = replace(file("${path.module}/../policies/app.hcl"), "salesforce/creds/app\"", "salesforce/creds/${var.role_name}\"")
+}
+
+resource "vault_policy" "operator" {
+  name   = "salesforce-operator"
+  policy = file("${path.module}/../policies/operator.hcl")
+}
+
+resource "vault_policy" "auditor" {
+  name   = "salesforce-auditor"
+  policy = file("${path.module}/../policies/auditor.hcl")
+}
