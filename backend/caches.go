@@ -23,7 +23,7 @@ type clientCache struct {
 
 func newClientCache() *clientCache { return &clientCache{m: map[string]*salesforce.Client{}} }
 
-func (c *clientCache) get(name string, conn *connectionEntry, build func() (*salesforce.Client, error)) (*salesforce.Client, error) {
+func (c *clientCache) get(name string, build func() (*salesforce.Client, error)) (*salesforce.Client, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cl, ok := c.m[name]; ok {
@@ -57,7 +57,7 @@ func (c *clientCache) clear() {
 
 // client returns the Salesforce client of a connection.
 func (b *backend) client(name string, conn *connectionEntry) (*salesforce.Client, error) {
-	return b.clients.get(name, conn, func() (*salesforce.Client, error) {
+	return b.clients.get(name, func() (*salesforce.Client, error) {
 		return b.newClient(salesforce.Options{
 			LoginURL:               conn.LoginURL,
 			CACertPEM:              conn.CACert,

@@ -158,7 +158,7 @@ func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request,
 		return nil, err
 	}
 	b.scheduleConnection(name, conn, ring)
-	return b.connectionResponse(ctx, req.Storage, name, conn, ring)
+	return b.connectionResponse(name, conn, ring)
 }
 
 // createConnection stores key version 1 (generated or imported), the ring, then the
@@ -329,11 +329,11 @@ func (b *backend) pathConnectionRead(ctx context.Context, req *logical.Request, 
 	if err != nil {
 		return nil, err
 	}
-	return b.connectionResponse(ctx, req.Storage, name, conn, ring)
+	return b.connectionResponse(name, conn, ring)
 }
 
 // connectionResponse is every setting plus the key ring's summary. Never key material.
-func (b *backend) connectionResponse(_ context.Context, _ logical.Storage, name string, c *connectionEntry, ring *keyRing) (*logical.Response, error) {
+func (b *backend) connectionResponse(name string, c *connectionEntry, ring *keyRing) (*logical.Response, error) {
 	secs := func(d time.Duration) int64 { return int64(d.Seconds()) }
 	data := map[string]any{
 		"consumer_key":              c.ConsumerKey,
