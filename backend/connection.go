@@ -134,7 +134,7 @@ func (c *connectionEntry) validate() *fieldError {
 			return fieldErr("app_name", "is required with deploy=metadata_api: give the API name of the Connected App or External Client App (e.g. Vault_JWT)")
 		}
 		if c.DeployUsername == "" {
-			return fieldErr("deploy_username", "is required with deploy=metadata_api: a Salesforce user with API Enabled, Modify Metadata, Customize Application and Manage Connected Apps, pre-authorised on the app")
+			return fieldErr("deploy_username", "is required with deploy=metadata_api: a Salesforce user with API Enabled, Modify Metadata, Customize Application and Manage Connected Apps (or Modify All Data), pre-authorised on the app; for an External Client App also the permission to view consumer secrets in metadata")
 		}
 	}
 	if c.KeyRotationPeriod > 0 && c.CertificateRenewBefore >= c.CertificateTTL {

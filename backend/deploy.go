@@ -97,7 +97,6 @@ func (b *backend) stepDeploy(ctx context.Context, s logical.Storage, name string
 	if !result.Success {
 		return b.commit(ctx, s, name, st, func(r *keyRing, now time.Time) {
 			b.failRotation(name, r, fmt.Sprintf("deploying the new certificate to %s failed: %s", conn.AppName, result.Failure()), now)
-			r.Rotation.NextAttemptAt = time.Time{}
 		})
 	}
 	b.Logger().Info("new certificate deployed; verifying it", "connection", name, "pending_version", pending.Version, "deploy_id", st.DeployID)
@@ -136,7 +135,6 @@ func (b *backend) stepRollback(ctx context.Context, s logical.Storage, name stri
 			p.Status, p.ArchivedAt = statusArchived, now
 		}
 		b.failRotation(name, r, fmt.Sprintf("rolled back to key version %d: %s", active.Version, reason), now)
-		r.Rotation.NextAttemptAt = time.Time{}
 	})
 }
 
@@ -177,7 +175,6 @@ func (b *backend) runDeploy(ctx context.Context, s logical.Storage, name string,
 		r.Rotation.NextAttemptAt = now.Add(deployPollInterval)
 		if !rollingBack && now.Sub(r.Rotation.StartedAt) > conn.PropagationTimeout {
 			b.failRotation(name, r, fmt.Sprintf("deploy %s still %s after propagation_timeout (%s): check Setup > Deployment Status", id, res.Status, conn.PropagationTimeout), now)
-			r.Rotation.NextAttemptAt = time.Time{}
 		}
 	})
 }
@@ -191,6 +188,5 @@ func (b *backend) deployFailed(ctx context.Context, s logical.Storage, name stri
 	}
 	return b.commit(ctx, s, name, st, func(r *keyRing, now time.Time) {
 		b.failRotation(name, r, "deploying the new certificate: "+err.Error(), now)
-		r.Rotation.NextAttemptAt = time.Time{}
 	})
 }

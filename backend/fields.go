@@ -26,7 +26,10 @@ func rejectUnknownFields(req *logical.Request, d *framework.FieldData) *logical.
 	sort.Strings(unknown)
 	var known []string
 	for k, s := range d.Schema {
-		if !s.Query && k != "name" && k != "version" { // path captures are not body fields
+		_, captured := d.Raw[k]
+		_, inBody := req.Data[k]
+		fromPath := captured && !inBody // fields captured from the path are not body fields
+		if !s.Query && !fromPath {
 			known = append(known, k)
 		}
 	}

@@ -281,7 +281,7 @@ func (b *backend) pathImport(ctx context.Context, req *logical.Request, d *frame
 		return logical.ErrorResponse("a rotation of connection %q is in flight (state %s): let it finish or fail before activating another key", name, ring.Rotation.State), nil
 	}
 	if !activate && ring.pending() != nil {
-		return logical.ErrorResponse("connection %q already has a pending key (version %d): promote it or let its rotation finish first, or import with activate=true", name, ring.pending().Version), nil
+		return logical.ErrorResponse("connection %q already has a pending key (version %d): promote it or let its rotation finish or fail first", name, ring.pending().Version), nil
 	}
 	status := statusPending
 	if activate {
@@ -296,7 +296,9 @@ func (b *backend) pathImport(ctx context.Context, req *logical.Request, d *frame
 	if activate {
 		ring.activate(v, now)
 	} else {
+		lastCompleted := ring.Rotation.LastCompletedAt
 		ring.Rotation = newRotation(conn, v.Version, ring.active(), "import", now)
+		ring.Rotation.LastCompletedAt = lastCompleted
 	}
 	if err := putKeyRing(ctx, req.Storage, name, ring); err != nil {
 		// The material is unreferenced; remove it so storage is as it was.

@@ -215,7 +215,8 @@ Reads never fail because of a rotation: the old key keeps signing until the new 
 
 const rotationHelp = `
 The rotation state: state (idle, deploying, verifying, promoting, rolling_back, failed),
-pending_key_version, started_at, last_attempt_at, next_attempt_at, attempts, last_error,
+pending_key_version (the key pending now), rotated_key_version (the key the last rotation was
+about, kept after it fails), started_at, last_attempt_at, next_attempt_at, attempts, last_error,
 deploy_id and next_scheduled_rotation. A failed rotation is restarted with
 connections/<name>/rotate, which reuses the pending key if there is one.
 `

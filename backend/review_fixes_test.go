@@ -103,3 +103,31 @@ func TestConnectionUpdateRefusesCertificate(t *testing.T) {
 	cert := e.createConnection("prod", nil).Data["certificate"].(string)
 	mustErr(t, e.write("connections/prod", map[string]any{"certificate": cert}), "certificate", "import")
 }
+
+func TestUnknownFieldListsBodyFieldsOnly(t *testing.T) {
+	e := newTestEnv(t)
+	e.createConnection("prod", nil)
+	resp := e.write("connections/prod/promote", map[string]any{"forse": true})
+	mustErr(t, resp, `"forse"`, "force", "version")
+	if msg := resp.Error().Error(); strings.Contains(msg, "name") {
+		t.Errorf("the path capture 'name' is listed as a body field: %s", msg)
+	}
+}
+
+func TestFailedMetadataRotationStillDetectsManualUpload(t *testing.T) {
+	e := newTestEnv(t)
+	e.createConnection("prod", metadataConn(e, map[string]any{"app_name": "No_Such_App"}))
+	e.createRole("app", "prod", nil)
+	pending := mustOK(t, e.write("connections/prod/rotate", nil)).Data["pending_certificate"].(string)
+	e.b.wg.Wait()
+	if e.rotation("prod")["state"] != "failed" {
+		t.Fatal("setup: the deploy should fail")
+	}
+	// The operator uploads the pending certificate by hand; the slow probe notices.
+	_ = e.emu.SetAppCertificate(e.seed.App.ConsumerKey, pending)
+	e.clock.Advance(stalledProbeInterval)
+	e.tick()
+	if e.keyStatus("prod", "2") != "active" {
+		t.Fatalf("a failed rotation's pending key was not detected once uploaded: %v", e.rotation("prod"))
+	}
+}

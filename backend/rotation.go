@@ -305,7 +305,6 @@ func (b *backend) stepVerify(ctx context.Context, s logical.Storage, name string
 	if pending == nil {
 		return b.commit(ctx, s, name, st, func(r *keyRing, now time.Time) {
 			b.failRotation(name, r, "the pending key is gone (destroyed or promoted elsewhere)", now)
-			r.Rotation.NextAttemptAt = time.Time{}
 		})
 	}
 	username, err := b.verifyUsername(ctx, s, name, conn)
@@ -325,12 +324,19 @@ func (b *backend) stepVerify(ctx context.Context, s logical.Storage, name string
 			r.Rotation.Attempts, r.Rotation.LastError, r.Rotation.LastAttemptAt, r.Rotation.NextAttemptAt = 0, "", now, now
 		})
 	}
+	if st.State == stateFailed {
+		// A slow probe of a failed rotation: whatever it met, the failure's reason stays (it is
+		// what the operator must act on); only the next probe is scheduled.
+		return b.commit(ctx, s, name, st, func(r *keyRing, now time.Time) {
+			r.Rotation.LastAttemptAt, r.Rotation.NextAttemptAt = now, now.Add(stalledProbeInterval)
+		})
+	}
 	if !salesforce.KeyRefused(err) {
 		return b.retryLater(ctx, s, name, st, fmt.Errorf("proving the pending key as %s: %w", username, err))
 	}
 	// Not accepted yet: the certificate is propagating (or, manual, not uploaded yet).
 	deadline := st.DeployedAt.Add(conn.PropagationTimeout)
-	if st.State == stateVerifying && now.After(deadline) {
+	if now.After(deadline) {
 		return b.commit(ctx, s, name, st, func(r *keyRing, now time.Time) {
 			if st.DeployID != "" { // we changed the app's certificate: put the old one back
 				r.Rotation.State = stateRollingBack
@@ -344,11 +350,7 @@ func (b *backend) stepVerify(ctx context.Context, s logical.Storage, name string
 	return b.commit(ctx, s, name, st, func(r *keyRing, now time.Time) {
 		r.Rotation.LastAttemptAt = now
 		r.Rotation.LastError = "waiting for Salesforce to accept the new certificate: " + err.Error()
-		interval := probeInterval
-		if st.State == stateFailed {
-			interval = stalledProbeInterval
-		}
-		r.Rotation.NextAttemptAt = now.Add(interval)
+		r.Rotation.NextAttemptAt = now.Add(probeInterval)
 	})
 }
 

@@ -127,9 +127,9 @@ func nextRotationWork(conn *connectionEntry, ring *keyRing, now time.Time) time.
 		}
 		return st.NextAttemptAt
 	case stateFailed:
-		// A manual rotation that stalled keeps probing, slowly: the operator may upload the
-		// certificate late. A failed deploy waits for the operator.
-		if conn.Deploy == deployManual && ring.pending() != nil {
+		// A failed rotation whose key is still pending keeps being probed, slowly: the operator
+		// may register the certificate late, by hand. After a rollback nothing is pending.
+		if ring.pending() != nil {
 			return laterOf(st.NextAttemptAt, now)
 		}
 		return time.Time{}
