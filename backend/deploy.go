@@ -130,7 +130,7 @@ func (b *backend) stepRollback(ctx context.Context, s logical.Storage, name stri
 	}
 	b.Logger().Warn("rolled back to the previous certificate", "connection", name, "active_version", active.Version)
 	return b.commit(ctx, s, name, st, func(r *keyRing, now time.Time) {
-		reason := r.Rotation.LastError
+		reason := r.Rotation.RollbackReason
 		if p := r.pending(); p != nil {
 			p.Status, p.ArchivedAt = statusArchived, now
 		}

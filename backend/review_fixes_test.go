@@ -3,8 +3,11 @@ package backend
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/emulator"
 )
 
 func TestPromoteArchivedKeyBack(t *testing.T) {
@@ -129,5 +132,38 @@ func TestFailedMetadataRotationStillDetectsManualUpload(t *testing.T) {
 	e.tick()
 	if e.keyStatus("prod", "2") != "active" {
 		t.Fatalf("a failed rotation's pending key was not detected once uploaded: %v", e.rotation("prod"))
+	}
+}
+
+// TestReadDuringRollbackDoesNotPromote: Salesforce applies the new certificate late, while the
+// plugin deploys the old one back. A read served by the new key must not promote it: the
+// rollback is about to take that certificate away again.
+func TestReadDuringRollbackDoesNotPromote(t *testing.T) {
+	e := newTestEnv(t, func(c *emulator.Config) { c.PropagationDelay = 3 * time.Hour })
+	e.createConnection("prod", metadataConn(e, map[string]any{"propagation_timeout": "10m"}))
+	e.createRole("app", "prod", nil)
+	oldCert := e.read("connections/prod/certificate").Data["certificate"].(string)
+	_ = e.emu.SetAppCertificate(e.seed.App.ConsumerKey, oldCert)
+	e.clock.Advance(4 * time.Hour)
+	pending := mustOK(t, e.write("connections/prod/rotate", nil)).Data["pending_certificate"].(string)
+	e.b.wg.Wait()
+	e.emu.AddFault(emulator.Fault{Endpoint: "deploy_status", Kind: emulator.FaultStuck}) // the rollback deploy stays in progress
+	for i := 0; i < 40 && e.rotation("prod")["state"] != "rolling_back"; i++ {
+		e.clock.Advance(probeInterval)
+		e.tick()
+	}
+	if e.rotation("prod")["state"] != "rolling_back" {
+		t.Fatalf("setup: want rolling_back, got %v", e.rotation("prod"))
+	}
+	// Salesforce now applies the new certificate (late) and refuses the old key.
+	app, _ := e.emu.AppByConsumerKey(e.seed.App.ConsumerKey)
+	app.CertificatePEM = pending
+	e.emu.AddApp(app)
+	e.b.tokens.drop("app")
+	if got := mustOK(t, e.read("creds/app")).Data["key_version"]; got != 2 {
+		t.Fatalf("the read should be served by the pending key, got version %v", got)
+	}
+	if e.keyStatus("prod", "2") != "pending" || e.rotation("prod")["state"] != "rolling_back" {
+		t.Fatalf("a read promoted the key during a rollback: v2 %s, state %v", e.keyStatus("prod", "2"), e.rotation("prod")["state"])
 	}
 }

@@ -45,6 +45,10 @@ const (
 	// inlineWait is the longest wait a driver sleeps through instead of handing the rotation
 	// back to the periodic func (deploy polls take seconds).
 	inlineWait = 3 * time.Second
+	// maxInlineWaiting bounds all inline waits of one drive: a deploy stuck in progress is
+	// polled a few times, then left to later ticks instead of holding this one (and the
+	// connections behind it) for the whole drive budget.
+	maxInlineWaiting = 12 * time.Second
 	// driveBudget bounds one drive of a rotation: the periodic func must finish well inside
 	// Vault's 90-second rollback deadline.
 	driveBudget = 45 * time.Second
@@ -64,6 +68,7 @@ type rotationState struct {
 	DeployID        string    `json:"deploy_id,omitempty"`
 	DeployedAt      time.Time `json:"deployed_at,omitempty"` // certificate handed to Salesforce
 	RollbackID      string    `json:"rollback_deploy_id,omitempty"`
+	RollbackReason  string    `json:"rollback_reason,omitempty"` // why the rollback started; last_error may change while it runs
 	LastCompletedAt time.Time `json:"last_completed_at,omitempty"`
 }
 
@@ -172,6 +177,7 @@ func (b *backend) drive(ctx context.Context, s logical.Storage, name string) {
 		return
 	}
 	defer b.rotor.done(name)
+	var waited time.Duration
 	for ctx.Err() == nil {
 		conn, ring, err := b.loadConnection(ctx, s, name)
 		if err != nil {
@@ -189,10 +195,11 @@ func (b *backend) drive(ctx context.Context, s logical.Storage, name string) {
 			return
 		}
 		if wait := next.Sub(b.now()); wait > 0 {
-			if wait > inlineWait || b.sleep(ctx, wait) != nil {
+			if wait > inlineWait || waited+wait > maxInlineWaiting || b.sleep(ctx, wait) != nil {
 				b.sched.set(name, next)
 				return
 			}
+			waited += wait
 			continue
 		}
 		if err := b.step(ctx, s, name, conn, ring); err != nil {
@@ -340,7 +347,8 @@ func (b *backend) stepVerify(ctx context.Context, s logical.Storage, name string
 		return b.commit(ctx, s, name, st, func(r *keyRing, now time.Time) {
 			if st.DeployID != "" { // we changed the app's certificate: put the old one back
 				r.Rotation.State = stateRollingBack
-				r.Rotation.LastError = fmt.Sprintf("Salesforce did not accept the new key within propagation_timeout (%s): %s; deploying the previous certificate back", conn.PropagationTimeout, err)
+				r.Rotation.RollbackReason = fmt.Sprintf("Salesforce did not accept the new key within propagation_timeout (%s): %s; deploying the previous certificate back", conn.PropagationTimeout, err)
+				r.Rotation.LastError = r.Rotation.RollbackReason
 				r.Rotation.Attempts, r.Rotation.NextAttemptAt = 0, now
 				return
 			}
@@ -402,6 +410,12 @@ func (b *backend) promoteProven(ctx context.Context, s logical.Storage, name str
 	switch {
 	case v == nil || v.Status == statusActive:
 		return nil // gone, or already promoted
+	case v.Status == statusPending && ring.Rotation.State == stateRollingBack:
+		// The old certificate is being deployed back: promoting now would leave Vault signing
+		// with a key whose certificate the app is about to lose. The read that proved the key
+		// is still served; the rollback decides.
+		b.Logger().Warn("Salesforce accepts the pending key, but a rollback is deploying the previous certificate; not promoting", "connection", name, "key_version", version)
+		return nil
 	case v.Status == statusPending:
 		b.promote(name, ring, b.now().UTC())
 	case v.Status == statusArchived && !ring.Rotation.inFlight():
