@@ -29,13 +29,14 @@ type Env struct {
 	PluginSHA string
 }
 
-// NewBareEnv starts the emulator and a dev Vault whose plugin directory holds the plugin, but
-// registers nothing: for the tests that are about registering.
-func NewBareEnv(t testing.TB) *Env {
+// NewBareEnv starts the emulator (with emulatorFlags, e.g. "-propagation-delay", "20s") and a
+// dev Vault whose plugin directory holds the plugin, but registers nothing: for the tests that
+// are about registering.
+func NewBareEnv(t testing.TB, emulatorFlags ...string) *Env {
 	t.Helper()
 	cfg := LoadConfig(t)
 	e := &Env{Cfg: cfg}
-	e.Emu = StartEmulator(t, cfg)
+	e.Emu = StartEmulator(t, cfg, emulatorFlags...)
 	e.Vault, e.PluginSHA = StartDevVault(t, cfg)
 	// Every test, whatever it checks, also checks that no response carried a private key.
 	t.Cleanup(func() { e.Vault.Rec.AssertNoPrivateKey(t) })
@@ -43,9 +44,9 @@ func NewBareEnv(t testing.TB) *Env {
 }
 
 // NewEnv is NewBareEnv plus the plugin registered with its version and enabled at salesforce/.
-func NewEnv(t testing.TB) *Env {
+func NewEnv(t testing.TB, emulatorFlags ...string) *Env {
 	t.Helper()
-	e := NewBareEnv(t)
+	e := NewBareEnv(t, emulatorFlags...)
 	e.Vault.RegisterPlugin(t, e.PluginSHA, e.Cfg.PluginVersion)
 	e.Vault.EnablePlugin(t, Mount)
 	return e
@@ -59,14 +60,28 @@ func NewEnv(t testing.TB) *Env {
 // an operator does in production, with -sha256 and -version.
 func StartDevVault(t testing.TB, cfg Config) (*Vault, string) {
 	t.Helper()
+	return StartDevVaultWith(t, cfg, DevVaultOptions{})
+}
+
+// DevVaultOptions add to a dev server's start: lines for its config file (e.g.
+// "raw_storage_endpoint = true\n") and command-line arguments, which come last and so win
+// (e.g. "-log-level=trace" over the default debug).
+type DevVaultOptions struct {
+	ExtraConfig string
+	ExtraArgs   []string
+}
+
+// StartDevVaultWith is StartDevVault with extra configuration.
+func StartDevVaultWith(t testing.TB, cfg Config, opts DevVaultOptions) (*Vault, string) {
+	t.Helper()
 	home := t.TempDir()
 	pluginDir, sha := pluginDirCopy(t, cfg)
 	conf := filepath.Join(home, "plugins.hcl")
-	writeFile(t, conf, fmt.Sprintf("plugin_directory = %q\n", pluginDir))
+	writeFile(t, conf, fmt.Sprintf("plugin_directory = %q\n", pluginDir)+opts.ExtraConfig)
 	addr := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
-	v := newVault(t, cfg, "vault-dev", "http://"+addr, home,
-		"server", "-dev", "-dev-root-token-id=root", "-dev-listen-address="+addr,
-		"-config="+conf, "-log-level=debug")
+	args := []string{"server", "-dev", "-dev-root-token-id=root", "-dev-listen-address=" + addr,
+		"-config=" + conf, "-log-level=debug"}
+	v := newVault(t, cfg, "vault-dev", "http://"+addr, home, append(args, opts.ExtraArgs...)...)
 	v.setToken("root")
 	v.start(t)
 	WaitFor(t, 30*time.Second, "the dev server to be active", func() error {
