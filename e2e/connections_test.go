@@ -122,15 +122,3 @@ func TestConnectionLifecycle(t *testing.T) {
 		}
 	})
 }
-
-// anyStrings converts a JSON list to strings.
-func anyStrings(v any) []string {
-	l, _ := v.([]any)
-	var out []string
-	for _, e := range l {
-		if s, ok := e.(string); ok {
-			out = append(out, s)
-		}
-	}
-	return out
-}

@@ -253,3 +253,15 @@ func Seconds(t testing.TB, s *api.Secret, field string) int64 {
 	}
 	return Int(t, s, field)
 }
+
+// anyStrings converts a JSON list to strings.
+func anyStrings(v any) []string {
+	l, _ := v.([]any)
+	var out []string
+	for _, e := range l {
+		if s, ok := e.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
