@@ -46,12 +46,20 @@ vet:
 	go vet ./...
 
 unit:
-	go test -race -count=1 $(GO_TEST_FLAGS) $$(go list ./... | grep -v /e2e)
+	go test -race -count=1 $(GO_TEST_FLAGS) $$(go list ./... | grep -v -e /e2e -e /bench)
 
 ## e2e: end-to-end tests, a real Vault (dev mode and a 3-node Raft cluster) running the built plugin
+##      (-parallel 8: the rotation tests mostly wait for Vault's 60 s periodic tick, not for CPU),
+##      then the benchmark's smoke (correctness only, a few seconds; `make bench` is the full run)
 e2e: build emulator
 	VAULT_BIN="$$(scripts/vault.sh)" PLUGIN_DIR=$(PLUGIN_DIR) PLUGIN_VERSION=$(VERSION) \
-	  go test -race -count=1 -timeout 30m $(GO_TEST_FLAGS) ./e2e/...
+	  go test -race -count=1 -parallel 8 -timeout 30m $(GO_TEST_FLAGS) ./e2e/...
+	VAULT_BIN="$$(scripts/vault.sh)" PLUGIN_DIR=$(PLUGIN_DIR) PLUGIN_VERSION=$(VERSION) \
+	  go test -race -count=1 -timeout 10m $(GO_TEST_FLAGS) ./bench/...
+
+## bench: the full performance benchmark against a real Vault (~15 min); writes docs/BENCHMARKS.md
+bench: build emulator
+	@scripts/bench.sh
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

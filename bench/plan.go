@@ -1,0 +1,61 @@
+package bench
+
+import "time"
+
+// Plan is how much of each measurement to do. The smoke plan (CI) checks that every
+// measurement works and asserts only correctness (one token request per stampede, no failed
+// read); the full plan (`make bench`) takes medians over several rounds.
+type Plan struct {
+	Name   string
+	Rounds int           // rounds of the cached-read and cold-mint comparisons
+	Warm   time.Duration // per window: requests not counted, to open connections and warm caches
+	Window time.Duration // per window: requests counted
+
+	CachedClients []int // cached read: concurrent clients
+	ColdClients   []int // cold mint: concurrent clients
+
+	StampedeClients, StampedeRounds int
+
+	RotRounds           int
+	RotWindow           time.Duration
+	RotCached, RotCold  int // concurrent readers during the rotation windows
+	PropagationDelay    time.Duration
+	RotationIdleTimeout time.Duration
+
+	KeyRounds     int
+	KeyType       string // key_type of the connection rotated under read load
+	KeyCached     int    // readers of a shared role on that connection
+	KeyCold       int    // readers of a per_lease role on it
+	KeyBaseWindow time.Duration
+
+	ScaleConns, ScaleRoles int
+	KeyVersions            int // key versions added to measure storage per version
+	ListRounds             int
+	SeedWorkers            int
+}
+
+// SmokePlan runs each measurement once with tiny counts: seconds, not minutes.
+func SmokePlan() Plan {
+	return Plan{
+		Name: "smoke", Rounds: 1, Warm: 50 * time.Millisecond, Window: 200 * time.Millisecond,
+		CachedClients: []int{1, 8, 64}, ColdClients: []int{1, 8},
+		StampedeClients: 64, StampedeRounds: 1,
+		RotRounds: 1, RotWindow: time.Second, RotCached: 2, RotCold: 2,
+		PropagationDelay: 500 * time.Millisecond, RotationIdleTimeout: 60 * time.Second,
+		KeyRounds: 1, KeyType: "rsa-2048", KeyCached: 3, KeyCold: 1, KeyBaseWindow: 300 * time.Millisecond,
+		ScaleConns: 10, ScaleRoles: 50, KeyVersions: 2, ListRounds: 2, SeedWorkers: 8,
+	}
+}
+
+// FullPlan is `make bench`: about ten minutes on 2 cores.
+func FullPlan() Plan {
+	return Plan{
+		Name: "full", Rounds: 5, Warm: 500 * time.Millisecond, Window: 3 * time.Second,
+		CachedClients: []int{1, 8, 64}, ColdClients: []int{1, 8},
+		StampedeClients: 64, StampedeRounds: 5,
+		RotRounds: 3, RotWindow: 10 * time.Second, RotCached: 4, RotCold: 4,
+		PropagationDelay: 2 * time.Second, RotationIdleTimeout: 120 * time.Second,
+		KeyRounds: 5, KeyType: "rsa-4096", KeyCached: 6, KeyCold: 2, KeyBaseWindow: 2 * time.Second,
+		ScaleConns: 1000, ScaleRoles: 10000, KeyVersions: 20, ListRounds: 9, SeedWorkers: 16,
+	}
+}

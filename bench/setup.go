@@ -1,0 +1,318 @@
+package bench
+
+import (
+	"bytes"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/backend/keyutil"
+	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/backend/salesforce"
+	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/e2e"
+)
+
+// Mount points of this run.
+const (
+	Mount      = "salesforce" // the plugin: every measurement but scale
+	ScaleMount = "scale"      // the plugin again, fresh, for the scale measurement's storage bytes
+	KVMount    = "kv"         // KV-v2: the read-path floor
+	kvSecret   = KVMount + "/data/creds-copy"
+)
+
+// KeyPair is a key made by the harness, imported into a connection with its certificate, and
+// registered on an emulator app at the app's creation (so it takes effect at once). The raw
+// baseline of a cold mint signs with the same key the plugin signs with.
+type KeyPair struct {
+	Key     *rsa.PrivateKey
+	KeyPEM  string
+	CertPEM string
+}
+
+func newKeyPair(cn string) (KeyPair, error) {
+	key, err := keyutil.Generate(nil, keyutil.RSA2048)
+	if err != nil {
+		return KeyPair{}, err
+	}
+	der, err := keyutil.MarshalPrivateKey(key)
+	if err != nil {
+		return KeyPair{}, err
+	}
+	now := time.Now()
+	certPEM, _, err := keyutil.SelfSign(nil, key, keyutil.CertRequest{Subject: pkix.Name{CommonName: cn}, Now: now, NotAfter: now.Add(365 * 24 * time.Hour)})
+	if err != nil {
+		return KeyPair{}, err
+	}
+	return KeyPair{Key: key, KeyPEM: string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), CertPEM: certPEM}, nil
+}
+
+// App is an emulator connected app of this run, with its key.
+type App struct {
+	Name        string
+	ConsumerKey string
+	Keys        KeyPair
+}
+
+// Env is everything the measurements share: one Vault on file storage with the plugin at
+// salesforce/ and KV-v2 at kv/, one emulator process, the load client and the raw baseline
+// client.
+type Env struct {
+	Plan      Plan
+	Cfg       e2e.Config
+	S         *Server
+	Emu       *e2e.Emulator
+	H         *HTTP
+	Main      App // connection "main": roles shared, leased, stampede-N; the scale connections
+	Rot       App // connection "rot": the rotation-under-load roles
+	Big       App // connection "big": key_type of the key-generation measurement
+	Raw       *salesforce.Client
+	RawClaims salesforce.Claims
+	PluginPID int
+	// Sizes of one answer, to show the KV-v2 floor reads as much as a creds read.
+	CredsBytes, KVBytes int
+	// PprofAddr is the profiling plugin's net/http/pprof address (BENCH_PPROF set), else "".
+	PprofAddr string
+	admin     *http.Client
+}
+
+// Setup starts the emulator and Vault, and creates the connections, roles and KV secret of the
+// measurements.
+func Setup(t testing.TB, plan Plan) *Env {
+	t.Helper()
+	cfg := e2e.LoadConfig(t)
+	e := &Env{Plan: plan, Cfg: cfg}
+
+	var keys [3]KeyPair
+	var wg sync.WaitGroup
+	var kerr error
+	var mu sync.Mutex
+	for i, cn := range []string{"bench main", "bench rot", "bench big"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			kp, err := newKeyPair(cn)
+			mu.Lock()
+			defer mu.Unlock()
+			keys[i] = kp
+			if err != nil {
+				kerr = err
+			}
+		}()
+	}
+	wg.Wait()
+	if kerr != nil {
+		t.Fatal(kerr)
+	}
+
+	// Logins per user are unlimited (a cold-mint window alone makes thousands); each request is
+	// not logged (the log would be the emulator's main cost); certificate changes propagate
+	// after a small delay, so a rotation goes through the "old certificate still valid" phase.
+	e.Emu = e2e.StartEmulator(t, cfg, "-login-rate-limit", "-1", "-quiet",
+		"-propagation-delay", plan.PropagationDelay.String(), "-propagation-overlap", "old")
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(e.Emu.CAPEM))
+	e.admin = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	mk := func(name string, kp KeyPair) App {
+		a := App{Name: name, ConsumerKey: "3MVG9" + name + strings.Repeat("0", 80-len(name)), Keys: kp}
+		e.addApp(t, a)
+		return a
+	}
+	e.Main, e.Rot, e.Big = mk("Bench_Main", keys[0]), mk("Bench_Rot", keys[1]), mk("Bench_Big", keys[2])
+
+	var opts ServerOptions
+	if os.Getenv("BENCH_PPROF") != "" {
+		opts, e.PprofAddr = pprofPlugin(t)
+	}
+	e.S = StartServer(t, cfg, opts)
+	e.S.Mount(t, Mount, e2e.PluginName, nil)
+	e.S.Mount(t, KVMount, "kv", map[string]string{"version": "2"})
+	e.PluginPID = e.S.PluginPID(t)
+
+	e.CreateConnection(t, Mount, "main", e.Main, nil)
+	metadata := func(a App, extra map[string]any) map[string]any {
+		d := map[string]any{"deploy": "metadata_api", "app_name": a.Name,
+			"deploy_username": e.Emu.DeployUsername, "verify_username": e.Emu.Username}
+		for k, v := range extra {
+			d[k] = v
+		}
+		return d
+	}
+	e.CreateConnection(t, Mount, "rot", e.Rot, metadata(e.Rot, nil))
+	e.CreateConnection(t, Mount, "big", e.Big, metadata(e.Big, map[string]any{"key_type": plan.KeyType}))
+	leased := map[string]any{"token_mode": "per_lease", "ttl": "1h", "max_ttl": "1h"}
+	e.CreateRole(t, Mount, "shared", "main", nil)
+	e.CreateRole(t, Mount, "leased", "main", leased)
+	e.CreateRole(t, Mount, "rot-shared", "rot", nil)
+	e.CreateRole(t, Mount, "rot-leased", "rot", leased)
+	e.CreateRole(t, Mount, "big-shared", "big", nil)
+	e.CreateRole(t, Mount, "big-leased", "big", leased)
+
+	e.H = NewHTTP(e.S.Addr, e.S.Token, 128)
+	t.Cleanup(e.H.Close)
+
+	// The KV-v2 secret holds exactly what a creds read returns.
+	creds := e.S.Read(t, Mount+"/creds/shared")
+	e2e.WaitFor(t, 30*time.Second, "the KV-v2 mount to take writes", func() error {
+		_, err := e.S.API.Logical().Write(kvSecret, map[string]any{"data": creds.Data})
+		return err
+	})
+	e.CredsBytes = e.bodySize(t, "GET", Mount+"/creds/shared")
+	e.KVBytes = e.bodySize(t, "GET", kvSecret)
+
+	raw, err := salesforce.New(salesforce.Options{LoginURL: e.Emu.URL, CACertPEM: e.Emu.CAPEM, AllowNonSalesforceHost: true, UserAgent: "bench-raw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(raw.Close)
+	e.Raw = raw
+	e.RawClaims = salesforce.Claims{Issuer: e.Main.ConsumerKey, Subject: e.Emu.Username, Audience: salesforce.DefaultAudience(e.Emu.URL)}
+	return e
+}
+
+func (e *Env) bodySize(t testing.TB, method, path string) int {
+	t.Helper()
+	status, b, err := e.H.Do(method, path, nil)
+	if err != nil || status != 200 {
+		t.Fatalf("%s %s: %v HTTP %d %s", method, path, err, status, b)
+	}
+	return len(b)
+}
+
+// CreateConnection writes <mount>/connections/<name> to the emulator with the app's consumer
+// key and imported key.
+func (e *Env) CreateConnection(t testing.TB, mount, name string, a App, extra map[string]any) {
+	t.Helper()
+	e.S.Write(t, mount+"/connections/"+name, e.connectionData(a, extra))
+}
+
+func (e *Env) connectionData(a App, extra map[string]any) map[string]any {
+	d := map[string]any{
+		"consumer_key":              a.ConsumerKey,
+		"login_url":                 e.Emu.URL,
+		"allow_non_salesforce_host": true,
+		"ca_cert":                   e.Emu.CAPEM,
+		"private_key":               a.Keys.KeyPEM,
+		"certificate":               a.Keys.CertPEM,
+	}
+	for k, v := range extra {
+		d[k] = v
+	}
+	return d
+}
+
+// CreateRole writes <mount>/roles/<name> for the emulator's integration user.
+func (e *Env) CreateRole(t testing.TB, mount, name, conn string, extra map[string]any) {
+	t.Helper()
+	d := map[string]any{"connection": conn, "username": e.Emu.Username}
+	for k, v := range extra {
+		d[k] = v
+	}
+	e.S.Write(t, mount+"/roles/"+name, d)
+}
+
+// addApp creates an admin-approved connected app with the key's certificate in the emulator's
+// demo org, with the integration user and the deployer pre-authorised.
+func (e *Env) addApp(t testing.TB, a App) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{
+		"name": a.Name, "org_id": e.Emu.OrgID, "consumer_key": a.ConsumerKey, "certificate_pem": a.Keys.CertPEM,
+		"admin_approved": true, "pre_authorized_users": []string{e.Emu.Username, e.Emu.DeployUsername},
+		"scopes": []string{"Api", "RefreshToken"},
+	})
+	resp, err := e.admin.Post(e.Emu.URL+"/__emulator/apps", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("emulator: add app %s: %v", a.Name, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("emulator: add app %s: HTTP %d: %s", a.Name, resp.StatusCode, b)
+	}
+}
+
+// TokenRequests is the emulator's token request counter.
+func (e *Env) TokenRequests(t testing.TB) int64 { return e.Emu.Counter(t, "token_requests") }
+
+// RotationState reads connections/<name>/rotation's state.
+func (e *Env) RotationState(mount, name string) (string, error) {
+	status, b, err := e.H.Do("GET", mount+"/connections/"+name+"/rotation", nil)
+	if err != nil {
+		return "", err
+	}
+	if status != 200 {
+		return "", fmt.Errorf("rotation state: HTTP %d: %.200s", status, b)
+	}
+	var out struct {
+		Data struct {
+			State     string `json:"state"`
+			LastError string `json:"last_error"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(b, &out); err != nil {
+		return "", err
+	}
+	if out.Data.State == "failed" {
+		return out.Data.State, fmt.Errorf("rotation failed: %s", out.Data.LastError)
+	}
+	return out.Data.State, nil
+}
+
+// WaitIdle polls the rotation until it is idle, calling nudge between polls, and returns how
+// long it took. nudge is a cold read of a role on the connection: with the emulator's "old"
+// propagation overlap, the plugin's own probe of the new key comes 30 s after a refusal (and
+// then only on Vault's once-a-minute periodic tick), while a cold read whose active key is
+// refused tries the pending key and promotes it — so under read load a rotation completes as
+// soon as the certificate has propagated.
+func (e *Env) WaitIdle(mount, name string, timeout time.Duration, nudge func() error) (time.Duration, error) {
+	start := time.Now()
+	for {
+		st, err := e.RotationState(mount, name)
+		if err != nil {
+			return time.Since(start), err
+		}
+		if st == "idle" {
+			return time.Since(start), nil
+		}
+		if time.Since(start) > timeout {
+			return time.Since(start), fmt.Errorf("rotation of %s still %s after %s", name, st, timeout)
+		}
+		if nudge != nil {
+			if err := nudge(); err != nil {
+				return time.Since(start), fmt.Errorf("read during rotation: %w", err)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// ActiveKeyVersion reads connections/<name>'s active_key_version.
+func (e *Env) ActiveKeyVersion(t testing.TB, mount, name string) int64 {
+	t.Helper()
+	return e2e.Int(t, e.S.Read(t, mount+"/connections/"+name), "active_key_version")
+}
+
+// pprofPlugin builds bench/cmd/pprof-plugin (the plugin plus net/http/pprof on loopback) and
+// returns the options that register it, with the address its profiles are served on.
+func pprofPlugin(t testing.TB) (ServerOptions, string) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), e2e.PluginName)
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/pprof-plugin")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the profiling plugin: %v\n%s", err, out)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", e2e.FreePort(t))
+	return ServerOptions{PluginBin: bin, PluginEnv: []string{"BENCH_PPROF_ADDR=" + addr}}, addr
+}
