@@ -47,9 +47,8 @@ type backend struct {
 	sched   *schedule     // when each connection next needs rotation work
 
 	now func() time.Time
-	// newClient builds a Salesforce client; tests shorten its retry policy through it.
-	newClient func(salesforce.Options) (*salesforce.Client, error)
-	retry     salesforce.RetryPolicy
+	// retry bounds every Salesforce call; tests shorten it.
+	retry salesforce.RetryPolicy
 	// sleep waits between rotation steps; tests replace it to run without real waits.
 	sleep func(context.Context, time.Duration) error
 
@@ -80,7 +79,6 @@ func newBackend() *backend {
 		sched:     newSchedule(),
 		sleep:     sleepCtx,
 		now:       time.Now,
-		newClient: salesforce.New,
 		retry:     salesforce.DefaultRetry(),
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())

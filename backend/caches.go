@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"crypto/rsa"
+	"crypto/sha256"
 	"sync"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -15,57 +16,61 @@ import (
 // precomputation), a role entry. Each is dropped on the plugin's own writes; Vault Community
 // Edition never calls Invalidate on a mount, so writers must clear them.
 
-// clientCache holds one Salesforce client per connection.
+// clientCache holds one Salesforce client per connection, over transports shared by every
+// connection with the same CA bundle and host rule: a transport (root pool, idle TLS
+// connections) is the costly part, and it does not depend on the login host.
 type clientCache struct {
-	mu sync.Mutex
-	m  map[string]*salesforce.Client
+	mu         sync.Mutex
+	m          map[string]*salesforce.Client
+	transports map[transportKey]*salesforce.Transport
 }
 
-func newClientCache() *clientCache { return &clientCache{m: map[string]*salesforce.Client{}} }
-
-func (c *clientCache) get(name string, build func() (*salesforce.Client, error)) (*salesforce.Client, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if cl, ok := c.m[name]; ok {
-		return cl, nil
-	}
-	cl, err := build()
-	if err != nil {
-		return nil, err
-	}
-	c.m[name] = cl
-	return cl, nil
+type transportKey struct {
+	ca       [sha256.Size]byte
+	allowAny bool
 }
 
+func newClientCache() *clientCache {
+	return &clientCache{m: map[string]*salesforce.Client{}, transports: map[transportKey]*salesforce.Transport{}}
+}
+
+// drop forgets a connection's client; its transport stays for the others that share it.
 func (c *clientCache) drop(name string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cl, ok := c.m[name]; ok {
-		cl.Close()
-		delete(c.m, name)
-	}
+	delete(c.m, name)
 }
 
 func (c *clientCache) clear() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for name, cl := range c.m {
-		cl.Close()
-		delete(c.m, name)
+	for _, t := range c.transports {
+		t.Close()
 	}
+	c.m = map[string]*salesforce.Client{}
+	c.transports = map[transportKey]*salesforce.Transport{}
 }
 
 // client returns the Salesforce client of a connection.
 func (b *backend) client(name string, conn *connectionEntry) (*salesforce.Client, error) {
-	return b.clients.get(name, func() (*salesforce.Client, error) {
-		return b.newClient(salesforce.Options{
-			LoginURL:               conn.LoginURL,
-			CACertPEM:              conn.CACert,
-			AllowNonSalesforceHost: conn.AllowNonSalesforceHost,
-			UserAgent:              userAgent(),
-			Retry:                  b.retry,
-		})
-	})
+	c := b.clients
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cl, ok := c.m[name]; ok {
+		return cl, nil
+	}
+	key := transportKey{ca: sha256.Sum256([]byte(conn.CACert)), allowAny: conn.AllowNonSalesforceHost}
+	t, ok := c.transports[key]
+	if !ok {
+		var err error
+		if t, err = salesforce.NewTransport(conn.CACert, conn.AllowNonSalesforceHost, b.retry); err != nil {
+			return nil, err
+		}
+		c.transports[key] = t
+	}
+	cl := salesforce.NewClient(conn.LoginURL, userAgent(), b.retry, t)
+	c.m[name] = cl
+	return cl, nil
 }
 
 // signerCache holds parsed private keys by connection and version.

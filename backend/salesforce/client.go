@@ -54,25 +54,29 @@ type Client struct {
 	ua       string
 }
 
-// New builds a client with explicit dial, TLS and response timeouts, TLS 1.2+ with verification
-// always on, and redirects never followed (an assertion must not travel to another host).
-func New(opts Options) (*Client, error) {
+// Transport is the HTTP plumbing behind clients: TLS roots, dial rules and connection pools.
+// It does not depend on the login host, so every connection with the same CA bundle and host
+// rule can share one, instead of each holding its own root pool and idle TLS connections.
+type Transport struct {
+	rt *http.Transport
+}
+
+// NewTransport builds the plumbing: explicit dial, TLS and response timeouts, TLS 1.2+ with
+// verification always on, caCertPEM added to the system roots, and (unless allowNonSalesforce)
+// connections to loopback and private addresses refused.
+func NewTransport(caCertPEM string, allowNonSalesforce bool, retry RetryPolicy) (*Transport, error) {
 	roots, err := x509.SystemCertPool()
 	if err != nil || roots == nil {
 		roots = x509.NewCertPool()
 	}
-	if strings.TrimSpace(opts.CACertPEM) != "" && !roots.AppendCertsFromPEM([]byte(opts.CACertPEM)) {
+	if strings.TrimSpace(caCertPEM) != "" && !roots.AppendCertsFromPEM([]byte(caCertPEM)) {
 		return nil, errors.New("ca_cert holds no PEM certificate")
 	}
-	retry := opts.Retry
-	if retry.Attempts <= 0 {
-		retry = DefaultRetry()
-	}
 	dialer := &net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}
-	if !opts.AllowNonSalesforceHost {
+	if !allowNonSalesforce {
 		dialer.Control = refusePrivateAddresses
 	}
-	transport := &http.Transport{
+	return &Transport{rt: &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           dialer.DialContext,
 		TLSClientConfig:       &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
@@ -81,24 +85,48 @@ func New(opts Options) (*Client, error) {
 		MaxIdleConnsPerHost:   16,
 		IdleConnTimeout:       90 * time.Second,
 		ForceAttemptHTTP2:     true,
+	}}, nil
+}
+
+// Close releases the transport's idle connections.
+func (t *Transport) Close() { t.rt.CloseIdleConnections() }
+
+// NewClient makes a client for one login host over a (possibly shared) transport. Redirects are
+// never followed: an assertion must not travel to another host.
+func NewClient(loginURL, userAgent string, retry RetryPolicy, t *Transport) *Client {
+	if retry.Attempts <= 0 {
+		retry = DefaultRetry()
 	}
-	ua := opts.UserAgent
-	if ua == "" {
-		ua = "vault-plugin-salesforce"
+	if userAgent == "" {
+		userAgent = "vault-plugin-salesforce"
 	}
 	return &Client{
-		loginURL: strings.TrimRight(opts.LoginURL, "/"),
+		loginURL: strings.TrimRight(loginURL, "/"),
 		http: &http.Client{
-			Transport:     transport,
+			Transport:     t.rt,
 			Timeout:       retry.AttemptTimeout,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		retry: retry,
-		ua:    ua,
-	}, nil
+		ua:    userAgent,
+	}
 }
 
-// Close releases idle connections.
+// New builds a client with a transport of its own (tools and tests; the backend shares
+// transports between connections).
+func New(opts Options) (*Client, error) {
+	retry := opts.Retry
+	if retry.Attempts <= 0 {
+		retry = DefaultRetry()
+	}
+	t, err := NewTransport(opts.CACertPEM, opts.AllowNonSalesforceHost, retry)
+	if err != nil {
+		return nil, err
+	}
+	return NewClient(opts.LoginURL, opts.UserAgent, retry, t), nil
+}
+
+// Close releases idle connections of the client's transport.
 func (c *Client) Close() { c.http.CloseIdleConnections() }
 
 // refusePrivateAddresses stops a Salesforce host name that resolves to loopback, private or
