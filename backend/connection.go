@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"regexp"
-	"strings"
 	"time"
+	"unicode"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -158,8 +158,20 @@ func (e *fieldError) Error() string { return fmt.Sprintf("%s %s", e.field, e.msg
 func (e *fieldError) response() *logical.Response { return logical.ErrorResponse(e.Error()) }
 
 func validUsername(field, v string) *fieldError {
-	if !usernameRe.MatchString(v) || strings.ContainsAny(v, "\x00\r\n\t") {
+	if !usernameRe.MatchString(v) || hasControlOrFormat(v) {
 		return fieldErr(field, "must be a Salesforce username, which has the form of an email address (e.g. integration@acme.com)")
 	}
 	return nil
+}
+
+// hasControlOrFormat reports control characters (C0, DEL, C1 such as NEL) and invisible format
+// characters (such as a right-to-left override), which have no place in names that reach
+// logs, certificates and Salesforce.
+func hasControlOrFormat(s string) bool {
+	for _, r := range s {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return true
+		}
+	}
+	return false
 }

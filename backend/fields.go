@@ -1,8 +1,10 @@
 package backend
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -89,4 +91,30 @@ func oneOf(field, v string, allowed ...string) *fieldError {
 		}
 	}
 	return fieldErr(field, "is %q: use one of %s", v, strings.Join(allowed, ", "))
+}
+
+// wholeNumber refuses a fractional value for an integer field: Vault's TypeInt silently
+// truncates 1.5 to 1, and a typo must not become a different setting.
+func wholeNumber(d *framework.FieldData, field string) *fieldError {
+	raw, ok := d.Raw[field]
+	if !ok {
+		return nil
+	}
+	var s string
+	switch v := raw.(type) {
+	case json.Number:
+		s = v.String()
+	case float64:
+		s = strconv.FormatFloat(v, 'f', -1, 64)
+	case float32:
+		s = strconv.FormatFloat(float64(v), 'f', -1, 32)
+	case string:
+		s = strings.TrimSpace(v)
+	default:
+		return nil // ints and the like
+	}
+	if _, err := strconv.ParseInt(s, 10, 64); err != nil {
+		return fieldErr(field, "is %q: give a whole number", s)
+	}
+	return nil
 }

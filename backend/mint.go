@@ -31,21 +31,10 @@ func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, 
 	if ring == nil || ring.active() == nil {
 		return nil, &mintRefused{fmt.Sprintf("connection %q has no active key", role.Connection)}
 	}
-	active := ring.active()
-	tok, err := b.requestToken(ctx, s, role.Connection, conn, active.Version, role.Username)
-	version := active.Version
+	version := ring.active().Version
+	tok, err := b.requestToken(ctx, s, role.Connection, conn, version, role.Username)
 	if err != nil && salesforce.KeyRefused(err) {
-		if pending := ring.pending(); pending != nil {
-			ptok, perr := b.requestToken(ctx, s, role.Connection, conn, pending.Version, role.Username)
-			if perr == nil {
-				b.Logger().Info("Salesforce accepted the pending key while refusing the active one; promoting it",
-					"connection", role.Connection, "pending_version", pending.Version, "active_version", active.Version)
-				if perr := b.promoteProven(ctx, s, role.Connection, pending.Version); perr != nil { // the read succeeds either way
-					b.Logger().Error("promoting the proven pending key failed; it will be retried", "connection", role.Connection, "error", perr)
-				}
-				tok, err, version = ptok, nil, pending.Version
-			}
-		}
+		tok, version, err = b.mintWithCurrentKeys(ctx, s, role, version, err)
 	}
 	now := b.now().UTC()
 	if err != nil {
@@ -59,6 +48,40 @@ func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, 
 	})
 	b.Logger().Debug("minted token", "role", roleName, "connection", role.Connection, "key_version", version, "username", role.Username)
 	return &mintedToken{token: *tok, username: role.Username, keyVersion: version, issuedAt: now, expiresAt: now.Add(role.SessionTimeout)}, nil
+}
+
+// mintWithCurrentKeys retries a refused mint with the keys the ring holds now: a rotation may
+// have promoted a key, or started one whose certificate Salesforce already uses, while the
+// first request was in flight. A pending key that Salesforce accepts is promoted (unless a
+// rollback is under way). It returns the first refusal if nothing else works.
+func (b *backend) mintWithCurrentKeys(ctx context.Context, s logical.Storage, role *roleEntry, tried int, refusal error) (*salesforce.Token, int, error) {
+	ring, err := getKeyRing(ctx, s, role.Connection)
+	if err != nil || ring == nil {
+		return nil, tried, refusal
+	}
+	conn, err := getConnection(ctx, s, role.Connection)
+	if err != nil || conn == nil {
+		return nil, tried, refusal
+	}
+	if a := ring.active(); a != nil && a.Version != tried {
+		if tok, err := b.requestToken(ctx, s, role.Connection, conn, a.Version, role.Username); err == nil {
+			return tok, a.Version, nil
+		}
+	}
+	pending := ring.pending()
+	if pending == nil || pending.Version == tried {
+		return nil, tried, refusal
+	}
+	tok, err := b.requestToken(ctx, s, role.Connection, conn, pending.Version, role.Username)
+	if err != nil {
+		return nil, tried, refusal
+	}
+	b.Logger().Info("Salesforce accepted the pending key while refusing the active one; promoting it",
+		"connection", role.Connection, "pending_version", pending.Version, "refused_version", tried)
+	if perr := b.promoteProven(ctx, s, role.Connection, pending.Version); perr != nil { // the read succeeds either way
+		b.Logger().Error("promoting the proven pending key failed; it will be retried", "connection", role.Connection, "error", perr)
+	}
+	return tok, pending.Version, nil
 }
 
 // requestToken makes one JWT bearer request with the given key version.

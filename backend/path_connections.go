@@ -279,6 +279,9 @@ func applyConnectionFields(c *connectionEntry, d *framework.FieldData, now time.
 	if str("api_version", &c.APIVersion) && !apiVersionRe.MatchString(c.APIVersion) {
 		return fieldErr("api_version", "%q is not a Salesforce API version: use the form 62.0", c.APIVersion)
 	}
+	if ferr := wholeNumber(d, "keep_archived_keys"); ferr != nil {
+		return ferr
+	}
 	if v, ok := d.GetOk("keep_archived_keys"); ok {
 		n := v.(int)
 		if n < 0 || n > maxKeepArchivedKeys {

@@ -256,7 +256,8 @@ func TestCredsOutagesAre502AfterRetries(t *testing.T) {
 		{"429", emulator.Fault{Endpoint: "token", Kind: emulator.FaultStatus, Status: 429}, 3},
 		{"reset", emulator.Fault{Endpoint: "token", Kind: emulator.FaultReset}, 3},
 		{"malformed", emulator.Fault{Endpoint: "token", Kind: emulator.FaultMalformed}, 3},
-		{"wrong instance_url", emulator.Fault{Endpoint: "token", Kind: emulator.FaultWrongInstanceURL}, 3},
+		// Not retried: Salesforce issued a session; it is revoked instead of left behind.
+		{"wrong instance_url", emulator.Fault{Endpoint: "token", Kind: emulator.FaultWrongInstanceURL}, 1},
 		{"hang", emulator.Fault{Endpoint: "token", Kind: emulator.FaultHang, Latency: 10 * time.Second}, 0},
 	}
 	for _, tc := range cases {
@@ -276,7 +277,10 @@ func TestCredsOutagesAre502AfterRetries(t *testing.T) {
 				t.Errorf("a cold read took %v, beyond the retry budget %v", elapsed, e.b.retry.Budget)
 			}
 			if tc.attempts > 0 && e.emu.Counters().TokenRequests != tc.attempts {
-				t.Errorf("token requests = %d, want %d (retried)", e.emu.Counters().TokenRequests, tc.attempts)
+				t.Errorf("token requests = %d, want %d", e.emu.Counters().TokenRequests, tc.attempts)
+			}
+			if c := e.emu.Counters(); c.TokensIssued != c.Revocations {
+				t.Errorf("%d sessions issued but %d revoked: a token the plugin could not hand out was left alive", c.TokensIssued, c.Revocations)
 			}
 		})
 	}

@@ -2,12 +2,17 @@ package backend
 
 import (
 	"context"
+	"regexp"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
+
+// connectionNameRe is the name rule of connections/<name> (framework.GenericNameRegex), so a
+// role can only name something that can exist; ".." (a path step) is refused as well.
+var connectionNameRe = regexp.MustCompile(`^\w(([\w-.]+)?\w)?$`)
 
 func roleFields() map[string]*framework.FieldSchema {
 	return map[string]*framework.FieldSchema{
@@ -172,6 +177,8 @@ func applyRoleFields(r *roleEntry, d *framework.FieldData, create bool) *fieldEr
 	switch {
 	case r.Connection == "":
 		return fieldErr("connection", "is required: the name of a connection (see `vault list <mount>/connections`)")
+	case len(r.Connection) > maxNameLength || !connectionNameRe.MatchString(r.Connection) || strings.Contains(r.Connection, ".."):
+		return fieldErr("connection", "%q is not a connection name: letters, digits, '-', '_' and '.', starting and ending with a letter or digit", r.Connection)
 	case create && r.Username == "":
 		return fieldErr("username", "is required: the Salesforce username the tokens are for, e.g. integration@acme.com")
 	}

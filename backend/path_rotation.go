@@ -148,6 +148,9 @@ func (b *backend) pathPromote(ctx context.Context, req *logical.Request, d *fram
 		return logical.ErrorResponse("connection %q does not exist", name), nil
 	}
 	target := ring.pending()
+	if ferr := wholeNumber(d, "version"); ferr != nil {
+		return ferr.response(), nil
+	}
 	if v, ok := d.GetOk("version"); ok {
 		target = ring.version(v.(int))
 		switch {

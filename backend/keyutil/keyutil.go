@@ -17,6 +17,7 @@ import (
 	"math/big"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Key types an operator may choose for generated keys.
@@ -209,6 +210,9 @@ func EncodeCertificate(cert *x509.Certificate) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))
 }
 
+// maxSubjectValue is the X.509 upper bound on a CN (ub-common-name), applied to every attribute.
+const maxSubjectValue = 64
+
 // ParseSubject parses an RFC 4514-style subject such as "CN=vault, O=Acme, C=US".
 // Accepted attributes: CN, O, OU, L, ST, C. Values may not be empty.
 func ParseSubject(s string) (pkix.Name, error) {
@@ -223,9 +227,12 @@ func ParseSubject(s string) (pkix.Name, error) {
 			return n, fmt.Errorf("malformed subject component %q: use ATTR=value pairs separated by commas (CN, O, OU, L, ST, C)", strings.TrimSpace(part))
 		}
 		for _, r := range v {
-			if r < 0x20 || r == 0x7f {
-				return n, errors.New("subject contains a control character")
+			if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+				return n, errors.New("subject contains a control or invisible format character")
 			}
+		}
+		if len(v) > maxSubjectValue {
+			return n, fmt.Errorf("subject value of %s is %d bytes: X.509 allows at most %d", k, len(v), maxSubjectValue)
 		}
 		switch k {
 		case "CN":

@@ -170,10 +170,19 @@ func (c *Client) RequestToken(ctx context.Context, assertion string) (*Token, er
 			return retryable(errors.New("token response has no access_token"))
 		}
 		if u, err := url.Parse(tok.InstanceURL); err != nil || u.Scheme != "https" || u.Host == "" {
-			return retryable(fmt.Errorf("token response has an invalid instance_url %q (expected an https URL)", tok.InstanceURL))
+			// Not retried: Salesforce did issue a session; another request would only leave
+			// another one behind. This one is revoked below.
+			return &badInstanceError{instanceURL: tok.InstanceURL}
 		}
 		return nil
 	})
+	var bad *badInstanceError
+	if errors.As(err, &bad) {
+		if rerr := c.Revoke(ctx, tok.AccessToken); rerr != nil {
+			// Only the first failure is wrapped: it decides the answer (a 502), not the revoke.
+			err = fmt.Errorf("%w (the session it issued could not be revoked: %s)", err, rerr.Error())
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -192,6 +201,13 @@ func (c *Client) Revoke(ctx context.Context, token string) error {
 		return nil
 	}
 	return err
+}
+
+// badInstanceError is a token answer whose instance_url is not an https URL.
+type badInstanceError struct{ instanceURL string }
+
+func (e *badInstanceError) Error() string {
+	return fmt.Sprintf("token response has an invalid instance_url %q (expected an https URL)", e.instanceURL)
 }
 
 type retryableError struct{ error }
@@ -231,7 +247,7 @@ func (c *Client) send(ctx context.Context, op string, build func(context.Context
 			if errors.As(err, &oe) || errors.As(err, &ae) {
 				return err // Salesforce answered: a refusal for the operator, not an outage
 			}
-			return &UpstreamError{Op: op, Attempts: attempt, Cause: err.Error(), Permanent: true}
+			return &UpstreamError{Op: op, Attempts: attempt, Cause: err.Error(), Permanent: true, err: err}
 		}
 		lastErr = re.error
 		if attempt == c.retry.Attempts {
@@ -264,6 +280,10 @@ func (c *Client) once(ctx context.Context, build func(context.Context) (*http.Re
 	req.Header.Set("User-Agent", c.ua)
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if isCertificateError(err) {
+			// A certificate that does not verify will not verify on a retry either.
+			return 0, fmt.Errorf("TLS: %s (check login_url, and ca_cert for a private CA)", describeTransportError(err))
+		}
 		return 0, retryable(errors.New(describeTransportError(err)))
 	}
 	defer resp.Body.Close()
@@ -318,6 +338,14 @@ func statusSummary(resp *http.Response, data []byte) string {
 		return "(empty body)"
 	}
 	return fmt.Sprintf("%q", s)
+}
+
+func isCertificateError(err error) bool {
+	var verr *tls.CertificateVerificationError
+	var unknown x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	return errors.As(err, &verr) || errors.As(err, &unknown) || errors.As(err, &hostname) || errors.As(err, &invalid)
 }
 
 func describeTransportError(err error) string {

@@ -88,7 +88,10 @@ type UpstreamError struct {
 	// Permanent marks an answer a retry would not change (a redirect, an unexpected 4xx):
 	// still not the operator's refusal, but not worth retrying either.
 	Permanent bool
+	err       error // the last failure, for errors.As
 }
+
+func (e *UpstreamError) Unwrap() error { return e.err }
 
 func (e *UpstreamError) Error() string {
 	return fmt.Sprintf("Salesforce %s failed after %d attempt(s): %s", e.Op, e.Attempts, e.Cause)

@@ -24,6 +24,10 @@ var salesforceSuffixes = []string{
 // sent there is wasted at best.
 var notTokenHosts = []string{".salesforce-setup.com", ".lightning.force.com", ".visualforce.com"}
 
+// MaxURLLength bounds login_url and audience: Salesforce hosts and site paths are far shorter,
+// and the value travels in every assertion.
+const MaxURLLength = 512
+
 // IsSalesforceHost reports whether host (no port) is in Salesforce's token-host domains.
 func IsSalesforceHost(host string) bool {
 	h := strings.ToLower(strings.TrimSuffix(host, "."))
@@ -47,6 +51,9 @@ func ValidateLoginURL(raw string, allowNonSalesforce bool) (string, error) {
 	raw = strings.TrimSpace(raw)
 	if raw == "" {
 		return "", errors.New("is empty: give the https URL of login.salesforce.com, test.salesforce.com, your My Domain or Experience Cloud site")
+	}
+	if len(raw) > MaxURLLength {
+		return "", fmt.Errorf("is %d characters long: use at most %d", len(raw), MaxURLLength)
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -96,6 +103,9 @@ func DefaultAudience(loginURL string) string {
 // ValidateAudience checks an operator-given aud: an https origin (scheme and host, optional path
 // for an Experience Cloud site), returned without a trailing slash.
 func ValidateAudience(raw string) (string, error) {
+	if len(raw) > MaxURLLength {
+		return "", fmt.Errorf("is %d characters long: use at most %d", len(raw), MaxURLLength)
+	}
 	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return "", errors.New("must be an https URL such as https://login.salesforce.com, https://test.salesforce.com or your My Domain URL")

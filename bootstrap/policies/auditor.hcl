@@ -36,8 +36,9 @@ path "salesforce/info" {
   capabilities = ["read"]
 }
 
-# Never mint: an explicit deny, so a broader grant elsewhere cannot turn an auditor into a
-# Salesforce user.
+# Never mint: the deny beats broader grants elsewhere (a "salesforce/*" rule), though not an
+# exact "salesforce/creds/<role>" grant, which is more specific: keep auditors and applications
+# apart.
 path "salesforce/creds/*" {
   capabilities = ["deny"]
 }

@@ -58,8 +58,9 @@ path "salesforce/info" {
   capabilities = ["read"]
 }
 
-# Never mint. An explicit deny wins over any grant from another policy on the same token, so
-# this holds even if someone attaches an app policy to an operator by mistake.
+# Never mint. The deny beats broader grants on the same token (a "salesforce/*" rule, say), but
+# Vault applies the most specific path first: an application policy granting the exact
+# "salesforce/creds/<role>" still wins. Keep operator and application identities separate.
 path "salesforce/creds/*" {
   capabilities = ["deny"]
 }
