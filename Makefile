@@ -17,7 +17,7 @@ GOLANGCI_LINT_VERSION := v2.15.0
 GOLANGCI_LINT := $(TOOLS_DIR)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 RELEASE_PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
 
-.PHONY: all build emulator vault demo test unit e2e vet fmt fmtcheck lint release clean
+.PHONY: all build emulator vault demo test unit fuzz e2e vet fmt fmtcheck lint release clean
 
 all: build
 
@@ -40,7 +40,7 @@ demo: build emulator
 	@scripts/demo.sh
 
 ## test: everything CI runs
-test: vet unit e2e
+test: vet unit fuzz e2e
 
 vet:
 	go vet ./...
@@ -53,13 +53,24 @@ unit:
 ##      then the benchmark's smoke (correctness only, a few seconds; `make bench` is the full run)
 e2e: build emulator
 	VAULT_BIN="$$(scripts/vault.sh)" PLUGIN_DIR=$(PLUGIN_DIR) PLUGIN_VERSION=$(VERSION) \
-	  go test -race -count=1 -parallel 8 -timeout 30m $(GO_TEST_FLAGS) ./e2e/...
+	  scripts/e2e.sh $(GO_TEST_FLAGS)
 	VAULT_BIN="$$(scripts/vault.sh)" PLUGIN_DIR=$(PLUGIN_DIR) PLUGIN_VERSION=$(VERSION) \
 	  go test -race -count=1 -timeout 10m $(GO_TEST_FLAGS) ./bench/...
 
 ## bench: the full performance benchmark against a real Vault (~15 min); writes docs/BENCHMARKS.md
 bench: build emulator
 	@scripts/bench.sh
+
+## fuzz: each fuzz target for a bounded time (FUZZTIME, default 10s), corpus in testdata/fuzz
+FUZZTIME ?= 10s
+FUZZ_TARGETS := backend/keyutil:FuzzParsePrivateKeyPEM backend/keyutil:FuzzParseCertificatePEM \
+                backend/salesforce:FuzzRewriteCertificate backend/salesforce:FuzzExtractRecord \
+                backend/salesforce:FuzzParseErrors
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$fn ($(FUZZTIME))"; \
+	  go test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg/ || exit 1; \
+	done
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -267,9 +267,10 @@ func relTokensLeaked(t *testing.T, e *Env, class string) {
 	t.Helper()
 	issued := relCounter(t, e.Emu, "tokens_issued")
 	revoked := relCounter(t, e.Emu, "revocations")
-	// Reads that were served in this class received one token each: the burst read and the
-	// cold shared read after the fault.
-	const handedOut = 2
+	// One read was served in this class and received a token: the cold shared read after the
+	// fault (a bad instance_url is not retried, so there is no burst read). Every other session
+	// Salesforce issued must have been revoked.
+	const handedOut = 1
 	if leaked := issued - revoked - handedOut; leaked > 0 {
 		relKnownBug(t, "BUG-1", fmt.Sprintf("%s: Salesforce issued %d tokens, %d were handed out and %d revoked: %d live tokens were discarded without revocation",
 			class, issued, handedOut, revoked, leaked))

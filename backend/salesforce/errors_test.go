@@ -55,3 +55,27 @@ func TestHintsAndKeyRefused(t *testing.T) {
 		t.Error("a plain error is not a key refusal")
 	}
 }
+
+// FuzzParseErrors: Salesforce's error answers (OAuth JSON or form, REST error lists, SOAP
+// faults) never panic the parsers, and what they return is well-formed.
+func FuzzParseErrors(f *testing.F) {
+	f.Add(`{"error":"invalid_grant","error_description":"audience is invalid"}`)
+	f.Add(`error=invalid_token&error_description=x`)
+	f.Add(`[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]`)
+	f.Add(`<soapenv:Envelope><soapenv:Body><soapenv:Fault><faultcode>sf:INVALID_SESSION_ID</faultcode><faultstring>x</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>`)
+	f.Fuzz(func(t *testing.T, body string) {
+		resp := &http.Response{StatusCode: 400, Header: http.Header{}}
+		if oe := parseOAuthError(resp, []byte(body)); oe != nil && oe.Code == "" {
+			t.Fatal("an OAuth error without a code")
+		}
+		if ae := parseAPIError(resp, []byte(body)); ae != nil && ae.Code == "" {
+			t.Fatal("an API error without a code")
+		}
+		if isSOAPFault([]byte(body)) {
+			var ae *APIError
+			if err := parseSOAPFault([]byte(body)); !errors.As(err, &ae) || ae.Code == "" {
+				t.Fatalf("a SOAP fault parsed to %v", err)
+			}
+		}
+	})
+}
