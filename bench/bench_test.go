@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/e2e"
 )
 
 // TestMain makes a skipped run impossible to miss, as the e2e suite does.
@@ -86,7 +88,7 @@ func TestBench(t *testing.T) {
 	}
 	// The results as JSON, so the report can be rendered again without measuring again
 	// (BENCH_RENDER, below).
-	js := filepath.Join(repoRoot(t), "bin", "bench", "report.json")
+	js := filepath.Join(e2e.RepoRoot(t), "bin", "bench", "report.json")
 	if b, err := json.MarshalIndent(rep, "", " "); err == nil && os.MkdirAll(filepath.Dir(js), 0o755) == nil {
 		if err := os.WriteFile(js, b, 0o644); err == nil {
 			t.Logf("wrote %s", js)
@@ -98,7 +100,7 @@ func TestBench(t *testing.T) {
 func writeDoc(t *testing.T, md string) {
 	doc := os.Getenv("BENCH_DOC")
 	if doc == "" {
-		doc = filepath.Join(repoRoot(t), "docs", "BENCHMARKS.md")
+		doc = filepath.Join(e2e.RepoRoot(t), "docs", "BENCHMARKS.md")
 	}
 	if err := os.WriteFile(doc, []byte(md), 0o644); err != nil {
 		t.Fatal(err)
@@ -126,28 +128,12 @@ func TestRender(t *testing.T) {
 	writeDoc(t, rep.Markdown())
 }
 
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
-		}
-		if filepath.Dir(d) == d {
-			t.Fatalf("no go.mod above %s", dir)
-		}
-	}
-}
-
 // sourceCommit names the source measured: BENCH_COMMIT, else `git describe --always --dirty`.
 func sourceCommit(t testing.TB) string {
 	if c := os.Getenv("BENCH_COMMIT"); c != "" {
 		return c
 	}
-	out, err := exec.Command("git", "-C", repoRoot(t), "describe", "--always", "--dirty").Output()
+	out, err := exec.Command("git", "-C", e2e.RepoRoot(t), "describe", "--always", "--dirty").Output()
 	if err != nil {
 		return "an unknown commit"
 	}

@@ -59,7 +59,7 @@ func LoadConfig(t testing.TB) Config {
 			"Run `make e2e` (it builds the plugin and the emulator and finds the pinned Vault " +
 			"with scripts/vault.sh). CI must never take this branch.")
 	}
-	root := repoRoot(t)
+	root := RepoRoot(t)
 	c := Config{
 		VaultBin:      vaultBin,
 		PluginDir:     envOr("PLUGIN_DIR", filepath.Join(root, "bin", "plugins")),
@@ -88,7 +88,8 @@ func envOr(key, def string) string {
 
 // repoRoot is the folder holding go.mod, found from the test's working directory (the package
 // folder under `go test`).
-func repoRoot(t testing.TB) string {
+// RepoRoot is the checkout this test runs in (the directory holding go.mod).
+func RepoRoot(t testing.TB) string {
 	t.Helper()
 	dir, err := os.Getwd()
 	if err != nil {

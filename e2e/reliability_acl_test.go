@@ -31,7 +31,7 @@ func TestReliabilityACL(t *testing.T) {
 	e := newRelEnv(t, relEnvOptions{})
 	v := e.Vault
 	for _, name := range []string{"app", "operator", "auditor"} {
-		b, err := os.ReadFile(filepath.Join(repoRoot(t), "bootstrap", "policies", name+".hcl"))
+		b, err := os.ReadFile(filepath.Join(RepoRoot(t), "bootstrap", "policies", name+".hcl"))
 		if err != nil {
 			t.Fatal(err)
 		}

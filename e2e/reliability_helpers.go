@@ -107,16 +107,7 @@ func relMustRing(t testing.TB, v *Vault, conn string) map[int]relKey {
 }
 
 func relRingString(r map[int]relKey) string {
-	var vs []int
-	for v := range r {
-		vs = append(vs, v)
-	}
-	sort.Ints(vs)
-	var parts []string
-	for _, v := range vs {
-		parts = append(parts, fmt.Sprintf("%d:%s", v, r[v].Status))
-	}
-	return strings.Join(parts, " ")
+	return ringStatuses(r, func(k relKey) string { return k.Status })
 }
 
 // relKeysLost counts the versions that had a private key before (any status but destroyed) and

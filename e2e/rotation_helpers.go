@@ -239,14 +239,19 @@ func readKeyRing(t testing.TB, v *Vault, conn string) map[int]rotationKey {
 
 // keyStatuses renders a ring as "1:archived 2:active".
 func keyStatuses(ring map[int]rotationKey) string {
+	return ringStatuses(ring, func(k rotationKey) string { return k.Status })
+}
+
+// ringStatuses renders any key ring as "1:archived 2:active", in version order.
+func ringStatuses[K any](ring map[int]K, status func(K) string) string {
 	var vs []int
 	for v := range ring {
 		vs = append(vs, v)
 	}
 	sort.Ints(vs)
-	var parts []string
+	parts := make([]string, 0, len(vs))
 	for _, v := range vs {
-		parts = append(parts, fmt.Sprintf("%d:%s", v, ring[v].Status))
+		parts = append(parts, fmt.Sprintf("%d:%s", v, status(ring[v])))
 	}
 	return strings.Join(parts, " ")
 }

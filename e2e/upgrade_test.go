@@ -35,7 +35,7 @@ func TestPluginUpgrade(t *testing.T) {
 	build := exec.Command("go", "build", "-o", bin, "-ldflags",
 		"-X github.com/vault-plugin-salesforce/vault-plugin-salesforce/internal/version.Version="+next,
 		"./cmd/vault-plugin-salesforce")
-	build.Dir = repoRoot(t)
+	build.Dir = RepoRoot(t)
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building %s: %v\n%s", next, err, out)
