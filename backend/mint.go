@@ -34,7 +34,7 @@ func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, 
 	version := ring.active().Version
 	tok, err := b.requestToken(ctx, s, role.Connection, conn, version, role.Username)
 	if err != nil && salesforce.KeyRefused(err) {
-		tok, version, err = b.mintWithCurrentKeys(ctx, s, role, version, err)
+		tok, version, err = b.mintWithCurrentKeys(ctx, s, role, conn, version, err)
 	}
 	now := b.now().UTC()
 	if err != nil {
@@ -54,13 +54,9 @@ func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, 
 // have promoted a key, or started one whose certificate Salesforce already uses, while the
 // first request was in flight. A pending key that Salesforce accepts is promoted (unless a
 // rollback is under way). It returns the first refusal if nothing else works.
-func (b *backend) mintWithCurrentKeys(ctx context.Context, s logical.Storage, role *roleEntry, tried int, refusal error) (*salesforce.Token, int, error) {
-	ring, err := getKeyRing(ctx, s, role.Connection)
+func (b *backend) mintWithCurrentKeys(ctx context.Context, s logical.Storage, role *roleEntry, conn *connectionEntry, tried int, refusal error) (*salesforce.Token, int, error) {
+	ring, err := getKeyRing(ctx, s, role.Connection) // the keys are what may have changed
 	if err != nil || ring == nil {
-		return nil, tried, refusal
-	}
-	conn, err := getConnection(ctx, s, role.Connection)
-	if err != nil || conn == nil {
 		return nil, tried, refusal
 	}
 	if a := ring.active(); a != nil && a.Version != tried {

@@ -39,19 +39,30 @@ func userURLs(base, version string, org Org, user User) map[string]string {
 	return urls
 }
 
-// handleUserInfo is GET|POST /services/oauth2/userinfo.
-func (e *Emulator) handleUserInfo(w http.ResponseWriter, r *http.Request) {
-	e.count(func(c *Counters) { c.UserInfo++ })
-	if _, handled := e.injectFault(w, r, "userinfo", ""); handled {
-		return
+// identityRequest is what userinfo and the identity URL share: count, inject faults, accept
+// GET or POST, and resolve the bearer token (403 Bad_OAuth_Token when it is not a live one).
+// ok is false when the answer has been written.
+func (e *Emulator) identityRequest(w http.ResponseWriter, r *http.Request, endpoint string, count func(*Counters)) (authSession, bool) {
+	e.count(count)
+	if _, handled := e.injectFault(w, r, endpoint, ""); handled {
+		return authSession{}, false
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		w.WriteHeader(http.StatusMethodNotAllowed)
-		return
+		return authSession{}, false
 	}
 	s, ok := e.useToken(bearerToken(r))
 	if !ok {
 		writeText(w, http.StatusForbidden, "Bad_OAuth_Token")
+		return authSession{}, false
+	}
+	return s, true
+}
+
+// handleUserInfo is GET|POST /services/oauth2/userinfo.
+func (e *Emulator) handleUserInfo(w http.ResponseWriter, r *http.Request) {
+	s, ok := e.identityRequest(w, r, "userinfo", func(c *Counters) { c.UserInfo++ })
+	if !ok {
 		return
 	}
 	base := e.baseURL(r)
@@ -85,17 +96,8 @@ func (e *Emulator) handleUserInfo(w http.ResponseWriter, r *http.Request) {
 // Error bodies follow Salesforce's identity URL error list: 403
 // Bad_OAuth_Token, 403 Wrong_Org, 404 Bad_Id.
 func (e *Emulator) handleIdentity(w http.ResponseWriter, r *http.Request) {
-	e.count(func(c *Counters) { c.Identity++ })
-	if _, handled := e.injectFault(w, r, "identity", ""); handled {
-		return
-	}
-	if r.Method != http.MethodGet && r.Method != http.MethodPost {
-		w.WriteHeader(http.StatusMethodNotAllowed)
-		return
-	}
-	s, ok := e.useToken(bearerToken(r))
+	s, ok := e.identityRequest(w, r, "identity", func(c *Counters) { c.Identity++ })
 	if !ok {
-		writeText(w, http.StatusForbidden, "Bad_OAuth_Token")
 		return
 	}
 	if !sameID(r.PathValue("org"), s.org.ID) {
