@@ -84,6 +84,20 @@ func (e *Emulator) adminRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /__emulator/seed/demo", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, e.SeedDemo())
 	})
+	mux.HandleFunc("POST /__emulator/sessions", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Username string `json:"username"`
+		}
+		if !readAdminJSON(w, r, &body) {
+			return
+		}
+		resp, err := e.LoginAs(r, body.Username)
+		if err != nil {
+			adminError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, resp)
+	})
 	mux.HandleFunc("GET /__emulator/ca", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-pem-file")
 		_, _ = io.WriteString(w, e.CACertPEM())

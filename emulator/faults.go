@@ -136,7 +136,7 @@ func (e *Emulator) injectFault(w http.ResponseWriter, r *http.Request, endpoint,
 			secs := int(math.Ceil(f.Latency.Seconds()))
 			w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
 		}
-		ct, body := faultBody(endpoint, status)
+		ct, body := faultBody(endpointStyle(endpoint, r), status)
 		w.Header().Set("Content-Type", ct)
 		w.WriteHeader(status)
 		_, _ = w.Write([]byte(body))
@@ -159,7 +159,7 @@ func (e *Emulator) injectFault(w http.ResponseWriter, r *http.Request, endpoint,
 		dropConnection(w, true)
 		return f, true
 	case FaultMalformed:
-		ct, body := malformedBody(endpoint)
+		ct, body := malformedBody(endpointStyle(endpoint, r))
 		w.Header().Set("Content-Type", ct)
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write([]byte(body))
@@ -191,7 +191,12 @@ func dropConnection(w http.ResponseWriter, rst bool) {
 	_ = conn.Close()
 }
 
-func endpointStyle(endpoint string) string {
+// endpointStyle is the error format of an endpoint: deploys answer in SOAP or REST depending
+// on which API was called.
+func endpointStyle(endpoint string, r *http.Request) string {
+	if strings.Contains(r.URL.Path, "/services/Soap/") {
+		return "soap"
+	}
 	switch endpoint {
 	case "token", "revoke", "userinfo", "identity":
 		return "oauth"
@@ -204,13 +209,13 @@ func endpointStyle(endpoint string) string {
 // faultBody gives the body Salesforce's edge or application sends for
 // status: an HTML page for gateway errors, otherwise the endpoint's own
 // error format.
-func faultBody(endpoint string, status int) (string, string) {
+func faultBody(style string, status int) (string, string) {
 	if status == http.StatusBadGateway || status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout {
 		text := http.StatusText(status)
 		return "text/html;charset=UTF-8", fmt.Sprintf("<!DOCTYPE html><html><head><title>%d %s</title></head><body><h1>%s</h1>"+
 			"<p>The server is temporarily unable to service your request. Please try again later.</p></body></html>", status, text, text)
 	}
-	switch endpointStyle(endpoint) {
+	switch style {
 	case "oauth":
 		code, desc := "invalid_request", "injected fault"
 		switch {
@@ -230,8 +235,8 @@ func faultBody(endpoint string, status int) (string, string) {
 	return contentTypeJSON, fmt.Sprintf(`[{"message":%q,"errorCode":%q}]`, msg, code)
 }
 
-func malformedBody(endpoint string) (string, string) {
-	switch endpointStyle(endpoint) {
+func malformedBody(style string) (string, string) {
+	switch style {
 	case "soap":
 		return "text/xml;charset=UTF-8", `<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><readMetadataResponse><result><records`
 	case "rest":

@@ -138,12 +138,21 @@ func (e *Emulator) handleDeploy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	now := e.now()
+	job := e.submitDeploy(s, opts.DeployOptions, zipBytes, f)
+	e.mu.Lock()
+	body := e.deployBody(r, job, false)
+	e.mu.Unlock()
+	writeJSON(w, http.StatusCreated, body)
+}
+
+// submitDeploy plans a deploy (REST or SOAP) and queues it: the zip is
+// checked now, the changes are applied when a status poll completes it.
+func (e *Emulator) submitDeploy(s authSession, options map[string]any, zipBytes []byte, f *Fault) *deployJob {
 	job := &deployJob{
 		id: newID("0Af"), orgID: s.org.ID, createdBy: s.user.ID, createdByName: s.user.DisplayName,
-		created: now, options: opts.DeployOptions, status: "Pending", success: true,
+		created: e.now(), options: options, status: "Pending", success: true,
 	}
-	job.checkOnly, _ = opts.DeployOptions["checkOnly"].(bool)
+	job.checkOnly, _ = options["checkOnly"].(bool)
 	if !s.user.CanModifyMetadata {
 		job.fail("INSUFFICIENT_ACCESS", msgNoMetadataPermission)
 	} else {
@@ -154,10 +163,9 @@ func (e *Emulator) handleDeploy(w http.ResponseWriter, r *http.Request) {
 	}
 	e.mu.Lock()
 	e.deploys[job.id] = job
-	body := e.deployBody(r, job, false)
 	e.mu.Unlock()
 	e.logf("emulator: deploy %s submitted by %s (planned success=%v)", job.id, s.user.Username, job.success)
-	writeJSON(w, http.StatusCreated, body)
+	return job
 }
 
 func applyDeployFault(job *deployJob, f *Fault) {
@@ -410,6 +418,16 @@ func (e *Emulator) handleDeployStatus(w http.ResponseWriter, r *http.Request) {
 		writeNotFound(w)
 		return
 	}
+	e.pollDeployLocked(job)
+	body := e.deployBody(r, job, r.URL.Query().Get("includeDetails") == "true")
+	e.mu.Unlock()
+	writeJSON(w, http.StatusOK, body)
+}
+
+// pollDeployLocked moves a deploy along by one status poll: InProgress
+// for DeployPolls polls, then done, applying its changes if it succeeded.
+// The caller holds e.mu.
+func (e *Emulator) pollDeployLocked(job *deployJob) {
 	now := e.now()
 	job.polls++
 	if job.status == "Pending" || job.status == "InProgress" {
@@ -438,9 +456,6 @@ func (e *Emulator) handleDeployStatus(w http.ResponseWriter, r *http.Request) {
 			e.logf("emulator: deploy %s %s", job.id, job.status)
 		}
 	}
-	body := e.deployBody(r, job, r.URL.Query().Get("includeDetails") == "true")
-	e.mu.Unlock()
-	writeJSON(w, http.StatusOK, body)
 }
 
 type deployDetails struct {
@@ -478,8 +493,20 @@ type deployResult struct {
 	Success                  bool           `json:"success"`
 }
 
-// deployBody renders a job; the caller holds e.mu.
+// deployBody renders a job for the REST API; the caller holds e.mu.
 func (e *Emulator) deployBody(r *http.Request, j *deployJob, details bool) map[string]any {
+	return map[string]any{
+		"id":                       j.id,
+		"url":                      e.baseURL(r) + "/services/data/" + r.PathValue("ver") + "/metadata/deployRequest/" + j.id,
+		"validatedDeployRequestId": nil,
+		"deployOptions":            j.options,
+		"deployResult":             deployResultOf(j, details),
+	}
+}
+
+// deployResultOf is a job's DeployResult, as both APIs report it; the
+// caller holds e.mu.
+func deployResultOf(j *deployJob, details bool) deployResult {
 	date := func(t time.Time) *string {
 		if t.IsZero() {
 			return nil
@@ -530,11 +557,5 @@ func (e *Emulator) deployBody(r *http.Request, j *deployJob, details bool) map[s
 		}
 		res.Details = d
 	}
-	return map[string]any{
-		"id":                       j.id,
-		"url":                      e.baseURL(r) + "/services/data/" + r.PathValue("ver") + "/metadata/deployRequest/" + j.id,
-		"validatedDeployRequestId": nil,
-		"deployOptions":            j.options,
-		"deployResult":             res,
-	}
+	return res
 }

@@ -18,6 +18,11 @@ type soapRequest struct {
 	operation string
 	typeName  string
 	fullNames []string
+	// deploy and checkDeployStatus
+	zipFile        string
+	deployOptions  map[string]any
+	asyncID        string
+	includeDetails bool
 }
 
 // parseSOAP walks the envelope by local names, so any namespace prefixes a
@@ -47,6 +52,9 @@ func parseSOAP(body []byte) (soapRequest, error) {
 			text.Write(t)
 		case xml.EndElement:
 			v := strings.TrimSpace(text.String())
+			if len(stack) >= 2 && stack[len(stack)-2] == "DeployOptions" {
+				req.setDeployOption(t.Name.Local, v)
+			}
 			switch t.Name.Local {
 			case "sessionId":
 				req.sessionID = v
@@ -56,12 +64,35 @@ func parseSOAP(body []byte) (soapRequest, error) {
 				}
 			case "fullNames":
 				req.fullNames = append(req.fullNames, v)
+			case "ZipFile":
+				req.zipFile = v
+			case "asyncProcessId":
+				req.asyncID = v
+			case "includeDetails":
+				req.includeDetails = v == "true"
 			}
 			stack = stack[:len(stack)-1]
 			text.Reset()
 		}
 	}
 	return req, nil
+}
+
+// setDeployOption records one DeployOptions element the way the REST API's
+// JSON carries it: booleans as booleans, runTests as a list.
+func (req *soapRequest) setDeployOption(name, v string) {
+	if req.deployOptions == nil {
+		req.deployOptions = map[string]any{}
+	}
+	switch {
+	case name == "runTests":
+		list, _ := req.deployOptions[name].([]string)
+		req.deployOptions[name] = append(list, v)
+	case v == "true" || v == "false":
+		req.deployOptions[name] = v == "true"
+	default:
+		req.deployOptions[name] = v
+	}
 }
 
 // soapFaultXML is the envelope Salesforce returns (with HTTP 500) for a
@@ -84,19 +115,29 @@ func writeSOAPFault(w http.ResponseWriter, code, msg string) {
 
 const msgNoMetadataPermission = "use of the Metadata API requires a user with the ModifyAllData or ModifyMetadata permissions"
 
-// handleSOAP is POST /services/Soap/m/{ver}[/{org}]. Only readMetadata is
-// implemented; it is how the plugin reads an app before changing it.
+// handleSOAP is POST /services/Soap/m/{ver}[/{org}]: readMetadata (how the
+// plugin reads an app before changing it), and deploy and
+// checkDeployStatus (how the Salesforce CLI deploys by default).
 func (e *Emulator) handleSOAP(w http.ResponseWriter, r *http.Request) {
-	e.count(func(c *Counters) { c.ReadMetadata++ })
-	if _, handled := e.injectFault(w, r, "read_metadata", ""); handled {
-		return
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 10<<20))
+	// Salesforce refuses deploys over 39 MB zipped, 52 MB as base64.
+	body, err := io.ReadAll(io.LimitReader(r.Body, 56<<20))
 	if err != nil {
 		writeSOAPFault(w, "soapenv:Client", "could not read request body")
 		return
 	}
 	req, err := parseSOAP(body)
+	switch op := req.operation; {
+	case err == nil && op == "deploy":
+		e.soapDeploy(w, r, req)
+		return
+	case err == nil && op == "checkDeployStatus":
+		e.soapCheckDeployStatus(w, r, req)
+		return
+	}
+	e.count(func(c *Counters) { c.ReadMetadata++ })
+	if _, handled := e.injectFault(w, r, "read_metadata", ""); handled {
+		return
+	}
 	if err != nil || req.operation == "" {
 		writeSOAPFault(w, "soapenv:Client", "Unable to parse the SOAP request")
 		return

@@ -119,17 +119,38 @@ func (e *Emulator) routes() http.Handler {
 	mux.HandleFunc("/services/oauth2/revoke", e.handleRevoke)
 	mux.HandleFunc("/services/oauth2/userinfo", e.handleUserInfo)
 	mux.HandleFunc("/id/{org}/{user}", e.handleIdentity)
+	mux.HandleFunc("GET /services/data", e.handleVersions)
 	mux.HandleFunc("GET /services/data/{$}", e.handleVersions)
 	mux.HandleFunc("GET /services/data/{ver}/{$}", e.handleDataRoot)
 	mux.HandleFunc("GET /services/data/{ver}/limits", e.handleLimits)
 	mux.HandleFunc("GET /services/data/{ver}/limits/{$}", e.handleLimits)
+	mux.HandleFunc("GET /services/data/{ver}/sobjects/{type}/{id}", e.handleSObject)
+	mux.HandleFunc("GET /services/data/{ver}/query", e.handleQuery)
+	mux.HandleFunc("GET /services/data/{ver}/query/{$}", e.handleQuery)
 	mux.HandleFunc("POST /services/data/{ver}/metadata/deployRequest", e.handleDeploy)
 	mux.HandleFunc("GET /services/data/{ver}/metadata/deployRequest/{id}", e.handleDeployStatus)
 	mux.HandleFunc("POST /services/Soap/m/{ver}", e.handleSOAP)
 	mux.HandleFunc("POST /services/Soap/m/{ver}/{org}", e.handleSOAP)
 	e.adminRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { writeNotFound(w) })
-	return e.logRequests(mux)
+	return e.logRequests(collapseSlashes(mux))
+}
+
+// collapseSlashes serves "//services/data" as "/services/data", as
+// Salesforce does: the Salesforce CLI joins an instance URL that ends in "/"
+// with a path that starts with one. (Go's mux would answer a redirect.)
+func collapseSlashes(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "//") {
+			r2 := r.Clone(r.Context())
+			for strings.Contains(r2.URL.Path, "//") {
+				r2.URL.Path = strings.ReplaceAll(r2.URL.Path, "//", "/")
+			}
+			r2.URL.RawPath = ""
+			r = r2
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // logRequests writes one line per request when Logf is set.
@@ -141,7 +162,11 @@ func (e *Emulator) logRequests(next http.Handler) http.Handler {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		defer func() {
-			e.logf("emulator: %s %s -> %d (%s)", r.Method, r.URL.Path, rec.status, time.Since(start).Round(time.Microsecond))
+			path := r.URL.Path
+			if strings.HasSuffix(strings.TrimSuffix(path, "/"), "/query") {
+				path += "?" + r.URL.RawQuery // SOQL, no secrets: worth seeing
+			}
+			e.logf("emulator: %s %s -> %d (%s)", r.Method, path, rec.status, time.Since(start).Round(time.Microsecond))
 		}()
 		next.ServeHTTP(rec, r)
 	})
