@@ -4,6 +4,13 @@
 #
 #   scripts/demo.sh          start (stopping a previous demo first), run the steps, leave both
 #                            running and print how to reach them
+#   scripts/demo.sh start    only start Vault (nothing configured) and the emulator, and write
+#                            bin/demo/env for `. bin/demo/env`: VAULT_ADDR, VAULT_TOKEN, vault on
+#                            PATH, and the emulator's SF_URL, SF_CA, SF_CONSUMER_KEY,
+#                            SF_USERNAME, SF_DEPLOY_USERNAME (the README's bootstrap walkthrough)
+#   scripts/demo.sh login USERNAME
+#                            print an access token for a user of the emulator's org, as a
+#                            browser login would give (for `sf org login access-token`)
 #   scripts/demo.sh stop     stop a running demo
 #   DEMO_EXIT=1 scripts/demo.sh
 #                            run the steps, stop both, exit 0 only if Salesforce (the emulator)
@@ -48,11 +55,41 @@ stop() {
   stop_pid emulator
 }
 
-if [ "${1:-}" = stop ]; then
-  stop
-  exit 0
-fi
-[ $# -eq 0 ] || die "usage: $0 [stop]"
+# json_field FILE KEY: a string field of a flat JSON object (no jq needed).
+json_field() {
+  tr -d '\n' <"$1" | grep -o "\"$2\"[[:space:]]*:[[:space:]]*\"[^\"]*\"" | head -n1 |
+    sed 's/.*:[[:space:]]*"\(.*\)"$/\1/'
+}
+
+# login USERNAME: the emulator's stand-in for the Salesforce login page (its admin API issues a
+# session for the user); prints the access token.
+login() {
+  local state="$demo_dir/emulator-state.json" url ca
+  [ -s "$state" ] || die "no emulator running: start one with '$0 start'"
+  url=$(json_field "$state" url)
+  ca=$(json_field "$state" ca_file)
+  curl -sS --fail-with-body --cacert "$ca" -X POST -H 'Content-Type: application/json' \
+    --data "{\"username\":\"$1\"}" "$url/__emulator/sessions" >"$demo_dir/login.json" ||
+    die "the emulator refused a login for $1: $(cat "$demo_dir/login.json")"
+  json_field "$demo_dir/login.json" access_token
+  rm -f "$demo_dir/login.json"
+}
+
+mode=steps
+case "${1:-}" in
+  stop)
+    stop
+    exit 0
+    ;;
+  login)
+    [ $# -eq 2 ] || die "usage: $0 login USERNAME"
+    login "$2"
+    exit 0
+    ;;
+  start) mode=start ;;
+  "") ;;
+  *) die "usage: $0 [start | login USERNAME | stop]" ;;
+esac
 
 [ -x "$plugin_bin" ] || die "no plugin at $plugin_bin: run 'make demo' (or 'make build')"
 [ -x "$emulator_bin" ] || die "no emulator at $emulator_bin: run 'make demo' (or 'make emulator')"
@@ -60,16 +97,10 @@ command -v curl >/dev/null || die "curl is needed"
 
 stop # a previous demo, if any: the demo is idempotent
 mkdir -p "$demo_dir"
-rm -f "$demo_dir"/*.log "$demo_dir"/emulator-state.json "$demo_dir"/demo.crt
+rm -f "$demo_dir"/*.log "$demo_dir"/emulator-state.json "$demo_dir"/demo.crt "$demo_dir"/env
 
 vault_bin=$("$root/scripts/vault.sh")
 vault() { "$vault_bin" "$@"; }
-
-# json_field FILE KEY: a string field of a flat JSON object (no jq needed).
-json_field() {
-  tr -d '\n' <"$1" | grep -o "\"$2\"[[:space:]]*:[[:space:]]*\"[^\"]*\"" | head -n1 |
-    sed 's/.*:[[:space:]]*"\(.*\)"$/\1/'
-}
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -130,6 +161,31 @@ sf_url=$(json_field "$state" url)
 sf_ca=$(json_field "$state" ca_file)
 sf_key=$(json_field "$state" consumer_key)
 sf_user=$(json_field "$state" username)
+
+sf_deploy_user=$(json_field "$state" deploy_username)
+cat >"$demo_dir/env" <<EOF
+# Written by scripts/demo.sh: the demo's Vault and Salesforce emulator. Use with: . bin/demo/env
+export VAULT_ADDR='$VAULT_ADDR' VAULT_TOKEN=root
+export PATH='$(dirname "$vault_bin")':"\$PATH"
+export SF_URL='$sf_url' SF_CA='$sf_ca' SF_CONSUMER_KEY='$sf_key'
+export SF_USERNAME='$sf_user' SF_DEPLOY_USERNAME='$sf_deploy_user'
+# The emulator's TLS certificate is issued by its own CA: Node.js (the Salesforce CLI) must trust it.
+export NODE_EXTRA_CA_CERTS='$sf_ca'
+EOF
+
+if [ "$mode" = start ]; then
+  cat <<EOF
+
+Vault (dev server, nothing configured) and the Salesforce emulator are running:
+  Vault       $VAULT_ADDR  (root token "root", plugin directory bin/plugins)
+  Salesforce  $sf_url  (one org; connected app Vault_JWT, consumer key
+              $sf_key; users $sf_user and $sf_deploy_user)
+  . bin/demo/env          sets VAULT_ADDR, VAULT_TOKEN, PATH and SF_* in your shell
+  scripts/demo.sh stop    stops both
+EOF
+  trap - EXIT
+  exit 0
+fi
 
 cat <<EOF
 
