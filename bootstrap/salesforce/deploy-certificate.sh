@@ -19,7 +19,7 @@
 #   -n             dry run: build the deploy directory, print the sf command, deploy nothing
 #
 # Needs: vault (VAULT_ADDR and VAULT_TOKEN set, read on the certificate path) and sf (logged in
-# to TARGET_ORG). The files in force-app/ are not changed: the deploy is built in a temporary
+# to TARGET_ORG; `export PATH="$(scripts/sf.sh):$PATH"` provides the pinned one). The files in force-app/ are not changed: the deploy is built in a temporary
 # copy. Only the certificate and its fingerprint are read from Vault; neither is a secret.
 set -euo pipefail
 
