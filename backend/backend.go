@@ -39,12 +39,15 @@ type backend struct {
 	// roleLocks serialise writes to one role and its usage counters.
 	roleLocks []*locksutil.LockEntry
 
-	clients *clientCache  // Salesforce clients per connection, rebuilt after a config change
-	signers *signerCache  // parsed private keys per connection and version
-	roles   *roleCache    // role entries, the hot path of every creds read
-	tokens  *tokenCache   // shared-mode access tokens per role
-	rotor   *rotationRuns // connections whose rotation is being driven right now
-	sched   *schedule     // when each connection next needs rotation work
+	clients *clientCache                  // Salesforce clients per connection, rebuilt after a config change
+	signers *signerCache                  // parsed private keys per connection and version
+	roles   *entryCache[*roleEntry]       // role entries, the hot path of every creds read
+	conns   *entryCache[*connectionEntry] // connection entries, for the mint path
+	rings   *entryCache[*keyRing]         // key rings (no key material), for the mint path
+	tokens  *tokenCache                   // shared-mode access tokens per role
+	usage   *usageLog                     // role usage not yet written, and its flusher
+	rotor   *rotationRuns                 // connections whose rotation is being driven right now
+	sched   *schedule                     // when each connection next needs rotation work
 
 	now func() time.Time
 	// retry bounds every Salesforce call; tests shorten it.
@@ -73,8 +76,11 @@ func newBackend() *backend {
 		roleLocks: locksutil.CreateLocks(),
 		clients:   newClientCache(),
 		signers:   newSignerCache(),
-		roles:     newRoleCache(),
+		roles:     newEntryCache[*roleEntry](),
+		conns:     newEntryCache[*connectionEntry](),
+		rings:     newEntryCache[*keyRing](),
 		tokens:    newTokenCache(),
+		usage:     newUsageLog(),
 		rotor:     newRotationRuns(),
 		sched:     newSchedule(),
 		sleep:     sleepCtx,
@@ -116,9 +122,12 @@ func (b *backend) initialize(ctx context.Context, req *logical.InitializationReq
 func (b *backend) clean(context.Context) {
 	b.cancel()
 	b.wg.Wait()
+	b.usage.wait()
 	b.clients.clear()
 	b.signers.clear()
 	b.roles.clear()
+	b.conns.clear()
+	b.rings.clear()
 	b.tokens.clear()
 }
 
@@ -126,9 +135,13 @@ func (b *backend) clean(context.Context) {
 func (b *backend) invalidate(_ context.Context, key string) {
 	switch {
 	case strings.HasPrefix(key, connectionsPrefix):
-		b.clients.drop(strings.TrimPrefix(key, connectionsPrefix))
+		name := strings.TrimPrefix(key, connectionsPrefix)
+		b.clients.drop(name)
+		b.conns.drop(name)
 	case strings.HasPrefix(key, keyringPrefix):
-		b.signers.drop(strings.TrimPrefix(key, keyringPrefix))
+		name := strings.TrimPrefix(key, keyringPrefix)
+		b.signers.drop(name)
+		b.rings.drop(name)
 	case strings.HasPrefix(key, rolesPrefix):
 		name := strings.TrimPrefix(key, rolesPrefix)
 		b.roles.drop(name)

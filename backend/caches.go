@@ -120,35 +120,3 @@ func (b *backend) signer(ctx context.Context, s logical.Storage, conn string, ve
 	b.signers.store(conn, version, k)
 	return k, nil
 }
-
-// roleCache holds role entries; a miss is not cached, so a new role is seen at once.
-type roleCache struct {
-	mu sync.RWMutex
-	m  map[string]*roleEntry
-}
-
-func newRoleCache() *roleCache { return &roleCache{m: map[string]*roleEntry{}} }
-
-func (c *roleCache) lookup(name string) *roleEntry {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.m[name]
-}
-
-func (c *roleCache) store(name string, r *roleEntry) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.m[name] = r
-}
-
-func (c *roleCache) drop(name string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.m, name)
-}
-
-func (c *roleCache) clear() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.m = map[string]*roleEntry{}
-}

@@ -108,8 +108,17 @@ func getConnection(ctx context.Context, s logical.Storage, name string) (*connec
 	return &c, nil
 }
 
-func putConnection(ctx context.Context, s logical.Storage, name string, c *connectionEntry) error {
+// putConnection writes a connection and drops the mint path's copy (after the write, failed
+// or not: what storage holds is then unknown).
+func (b *backend) putConnection(ctx context.Context, s logical.Storage, name string, c *connectionEntry) error {
+	defer b.conns.drop(name)
 	return putJSON(ctx, s, connectionsPrefix+name, c)
+}
+
+// cachedConnection is getConnection through the mint path's cache. The entry is shared:
+// read it, never change it.
+func (b *backend) cachedConnection(ctx context.Context, s logical.Storage, name string) (*connectionEntry, error) {
+	return readThrough(b.conns, name, func() (*connectionEntry, error) { return getConnection(ctx, s, name) })
 }
 
 var (

@@ -111,8 +111,17 @@ func getKeyRing(ctx context.Context, s logical.Storage, conn string) (*keyRing, 
 	return &r, nil
 }
 
-func putKeyRing(ctx context.Context, s logical.Storage, conn string, r *keyRing) error {
+// putKeyRing writes a key ring and drops the mint path's copy (after the write, failed or not:
+// what storage holds is then unknown).
+func (b *backend) putKeyRing(ctx context.Context, s logical.Storage, conn string, r *keyRing) error {
+	defer b.rings.drop(conn)
 	return putJSON(ctx, s, keyringPrefix+conn, r)
+}
+
+// cachedKeyRing is getKeyRing through the mint path's cache. The ring is shared: read it,
+// never change it.
+func (b *backend) cachedKeyRing(ctx context.Context, s logical.Storage, conn string) (*keyRing, error) {
+	return readThrough(b.rings, conn, func() (*keyRing, error) { return getKeyRing(ctx, s, conn) })
 }
 
 // keyMaterial is the only storage entry that holds a private key.

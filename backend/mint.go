@@ -17,14 +17,14 @@ import (
 // it tries the pending key and, if Salesforce accepts it, promotes it: an operator who uploaded
 // the new certificate early loses no reads.
 func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, role *roleEntry) (*mintedToken, error) {
-	conn, err := getConnection(ctx, s, role.Connection)
+	conn, err := b.cachedConnection(ctx, s, role.Connection)
 	if err != nil {
 		return nil, err
 	}
 	if conn == nil {
 		return nil, &mintRefused{fmt.Sprintf("role %q names connection %q, which does not exist", roleName, role.Connection)}
 	}
-	ring, err := getKeyRing(ctx, s, role.Connection)
+	ring, err := b.cachedKeyRing(ctx, s, role.Connection)
 	if err != nil {
 		return nil, err
 	}
@@ -38,14 +38,11 @@ func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, 
 	}
 	now := b.now().UTC()
 	if err != nil {
-		b.recordUsage(ctx, s, roleName, func(u *usageEntry) { u.LastError, u.LastErrorAt = err.Error(), now })
+		b.recordFailed(s, roleName, err, now)
 		b.Logger().Warn("token request failed", "role", roleName, "connection", role.Connection, "key_version", version, "error", err)
 		return nil, err
 	}
-	b.recordUsage(ctx, s, roleName, func(u *usageEntry) {
-		u.TokensMinted++
-		u.LastMintedAt, u.LastKeyVersion = now, version
-	})
+	b.recordMinted(s, roleName, version, now)
 	b.Logger().Debug("minted token", "role", roleName, "connection", role.Connection, "key_version", version, "username", role.Username)
 	return &mintedToken{token: *tok, username: role.Username, keyVersion: version, issuedAt: now, expiresAt: now.Add(role.SessionTimeout)}, nil
 }
@@ -55,7 +52,9 @@ func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, 
 // first request was in flight. A pending key that Salesforce accepts is promoted (unless a
 // rollback is under way). It returns the first refusal if nothing else works.
 func (b *backend) mintWithCurrentKeys(ctx context.Context, s logical.Storage, role *roleEntry, conn *connectionEntry, tried int, refusal error) (*salesforce.Token, int, error) {
-	ring, err := getKeyRing(ctx, s, role.Connection) // the keys are what may have changed
+	// The keys are what may have changed: read them from storage, not from the cache.
+	b.rings.drop(role.Connection)
+	ring, err := b.cachedKeyRing(ctx, s, role.Connection)
 	if err != nil || ring == nil {
 		return nil, tried, refusal
 	}

@@ -146,7 +146,7 @@ func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request,
 				return fieldErr(f, "can only be given when the connection is created: use connections/%s/import to add a key to an existing ring", name).response(), nil
 			}
 		}
-		if err := putConnection(ctx, req.Storage, name, conn); err != nil {
+		if err := b.putConnection(ctx, req.Storage, name, conn); err != nil {
 			return nil, err
 		}
 		// Tokens already minted stay valid at Salesforce, so cached tokens survive a settings
@@ -182,11 +182,11 @@ func (b *backend) createConnection(ctx context.Context, s logical.Storage, name 
 		return nil, err
 	}
 	ring := &keyRing{Versions: []*keyVersion{v}, Rotation: rotationState{State: stateIdle}}
-	if err := putKeyRing(ctx, s, name, ring); err != nil {
+	if err := b.putKeyRing(ctx, s, name, ring); err != nil {
 		b.undoCreate(ctx, s, name)
 		return nil, err
 	}
-	if err := putConnection(ctx, s, name, conn); err != nil {
+	if err := b.putConnection(ctx, s, name, conn); err != nil {
 		b.undoCreate(ctx, s, name)
 		return nil, err
 	}
@@ -195,6 +195,7 @@ func (b *backend) createConnection(ctx context.Context, s logical.Storage, name 
 }
 
 func (b *backend) undoCreate(ctx context.Context, s logical.Storage, name string) {
+	defer b.rings.drop(name)
 	if err := s.Delete(ctx, keyringPrefix+name); err != nil {
 		b.Logger().Error("cleaning up a failed connection create", "connection", name, "error", err)
 	}
@@ -420,6 +421,8 @@ func (b *backend) pathConnectionDelete(ctx context.Context, req *logical.Request
 	// The connection entry goes first so the connection disappears at once; the key material
 	// follows. A failure part-way leaves only unreferenced entries, which a new connection of
 	// the same name clears before writing its own.
+	defer b.conns.drop(name)
+	defer b.rings.drop(name)
 	for _, key := range []string{connectionsPrefix + name, keyringPrefix + name} {
 		if err := req.Storage.Delete(ctx, key); err != nil {
 			return nil, err

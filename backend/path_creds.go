@@ -194,7 +194,7 @@ func (b *backend) revokeToken(ctx context.Context, req *logical.Request, _ *fram
 // revokeAt revokes a token through a connection's client. A token whose connection is gone
 // cannot be revoked by us; it dies at its session timeout.
 func (b *backend) revokeAt(ctx context.Context, s logical.Storage, connName, token string) error {
-	conn, err := getConnection(ctx, s, connName)
+	conn, err := b.cachedConnection(ctx, s, connName)
 	if err != nil {
 		return err
 	}

@@ -202,7 +202,7 @@ func (b *backend) destroyVersions(ctx context.Context, s logical.Storage, name s
 		v.DestroyedAt = now
 		v.Certificate = ""
 	}
-	if err := putKeyRing(ctx, s, name, ring); err != nil {
+	if err := b.putKeyRing(ctx, s, name, ring); err != nil {
 		return err
 	}
 	b.signers.drop(name)
@@ -300,7 +300,7 @@ func (b *backend) pathImport(ctx context.Context, req *logical.Request, d *frame
 		ring.Rotation = newRotation(conn, v.Version, ring.active(), "import", now)
 		ring.Rotation.LastCompletedAt = lastCompleted
 	}
-	if err := putKeyRing(ctx, req.Storage, name, ring); err != nil {
+	if err := b.putKeyRing(ctx, req.Storage, name, ring); err != nil {
 		// The material is unreferenced; remove it so storage is as it was.
 		_ = req.Storage.Delete(ctx, keyMaterialPath(name, v.Version))
 		return nil, err

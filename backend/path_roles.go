@@ -202,11 +202,14 @@ func applyRoleFields(r *roleEntry, d *framework.FieldData, create bool) *fieldEr
 
 func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
+	lock := b.roleLock(name)
+	lock.RLock()
+	defer lock.RUnlock()
 	r, err := b.getRole(ctx, req.Storage, name)
 	if err != nil || r == nil {
 		return nil, err
 	}
-	u, err := getUsage(ctx, req.Storage, name)
+	u, err := b.usageOf(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}
@@ -243,6 +246,7 @@ func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 	if err := req.Storage.Delete(ctx, usagePrefix+name); err != nil {
 		return nil, err
 	}
+	b.forgetUsage(name)
 	b.roles.drop(name)
 	// A shared token is not revoked on delete: readers may still hold it. reset does that.
 	b.tokens.drop(name)
@@ -286,6 +290,8 @@ connection, and how it is cached. Applications read creds/<role>; policies grant
 path only.
 
 Usage fields on read: tokens_minted, last_minted_at, last_key_version, last_error, last_error_at.
+They are written to storage in the background, at most once a second per role; a crash can lose
+the last second of counts.
 `
 
 const roleResetHelp = `

@@ -44,10 +44,10 @@ func seedConnections(tb testing.TB, s logical.Storage, n int, now time.Time) {
 		name := fmt.Sprintf("c%05d", i)
 		ring := &keyRing{Versions: []*keyVersion{{Version: 1, Status: statusActive, CreatedAt: now, ActivatedAt: now, NotAfter: now.Add(8760 * time.Hour)}},
 			Rotation: rotationState{State: stateIdle}}
-		if err := putConnection(ctx, s, name, conn); err != nil {
+		if err := putJSON(ctx, s, connectionsPrefix+name, conn); err != nil {
 			tb.Fatal(err)
 		}
-		if err := putKeyRing(ctx, s, name, ring); err != nil {
+		if err := putJSON(ctx, s, keyringPrefix+name, ring); err != nil {
 			tb.Fatal(err)
 		}
 	}

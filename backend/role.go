@@ -95,58 +95,23 @@ func (r *roleEntry) allows(req *logical.Request) bool {
 
 // getRole reads a role through the role cache.
 func (b *backend) getRole(ctx context.Context, s logical.Storage, name string) (*roleEntry, error) {
-	if r := b.roles.lookup(name); r != nil {
-		return r, nil
-	}
-	var r roleEntry
-	found, err := getJSON(ctx, s, rolesPrefix+name, &r)
-	if err != nil || !found {
-		return nil, err
-	}
-	if err := r.parseCIDRs(); err != nil {
-		return nil, err
-	}
-	b.roles.store(name, &r)
-	return &r, nil
+	return readThrough(b.roles, name, func() (*roleEntry, error) {
+		var r roleEntry
+		found, err := getJSON(ctx, s, rolesPrefix+name, &r)
+		if err != nil || !found {
+			return nil, err
+		}
+		if err := r.parseCIDRs(); err != nil {
+			return nil, err
+		}
+		return &r, nil
+	})
 }
 
 func (b *backend) putRole(ctx context.Context, s logical.Storage, name string, r *roleEntry) error {
 	if err := putJSON(ctx, s, rolesPrefix+name, r); err != nil {
 		return err
 	}
-	b.roles.store(name, r)
+	b.roles.set(name, r)
 	return nil
-}
-
-// usageEntry records what a role's tokens have been doing, for operators.
-type usageEntry struct {
-	TokensMinted   int64     `json:"tokens_minted"`
-	LastMintedAt   time.Time `json:"last_minted_at,omitempty"`
-	LastKeyVersion int       `json:"last_key_version,omitempty"`
-	LastError      string    `json:"last_error,omitempty"`
-	LastErrorAt    time.Time `json:"last_error_at,omitempty"`
-}
-
-func getUsage(ctx context.Context, s logical.Storage, role string) (*usageEntry, error) {
-	var u usageEntry
-	if _, err := getJSON(ctx, s, usagePrefix+role, &u); err != nil {
-		return nil, err
-	}
-	return &u, nil
-}
-
-// recordUsage updates a role's usage after a mint attempt. It is bookkeeping: a failure is
-// logged, never returned to the reader who already has a token (or an error of its own).
-func (b *backend) recordUsage(ctx context.Context, s logical.Storage, role string, update func(*usageEntry)) {
-	lock := b.roleLock(role)
-	lock.Lock()
-	defer lock.Unlock()
-	u, err := getUsage(ctx, s, role)
-	if err == nil {
-		update(u)
-		err = putJSON(ctx, s, usagePrefix+role, u)
-	}
-	if err != nil {
-		b.Logger().Warn("could not record role usage", "role", role, "error", err)
-	}
 }

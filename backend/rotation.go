@@ -150,7 +150,7 @@ func (b *backend) startRotation(ctx context.Context, s logical.Storage, name str
 	prevCompleted := ring.Rotation.LastCompletedAt
 	ring.Rotation = newRotation(conn, pending.Version, ring.active(), trigger, now)
 	ring.Rotation.LastCompletedAt = prevCompleted
-	if err := putKeyRing(ctx, s, name, ring); err != nil {
+	if err := b.putKeyRing(ctx, s, name, ring); err != nil {
 		_ = s.Delete(ctx, keyMaterialPath(name, pending.Version))
 		return err
 	}
@@ -271,7 +271,7 @@ func (b *backend) commit(ctx context.Context, s logical.Storage, name string, st
 		return nil // changed under us (promoted by a read, deleted, restarted): nothing to do
 	}
 	change(ring, b.now().UTC())
-	if err := putKeyRing(ctx, s, name, ring); err != nil {
+	if err := b.putKeyRing(ctx, s, name, ring); err != nil {
 		return err
 	}
 	b.signers.drop(name)
@@ -424,7 +424,7 @@ func (b *backend) promoteProven(ctx context.Context, s logical.Storage, name str
 	default:
 		return fmt.Errorf("key version %d is %s and cannot be promoted now", version, v.Status)
 	}
-	if err := putKeyRing(ctx, s, name, ring); err != nil {
+	if err := b.putKeyRing(ctx, s, name, ring); err != nil {
 		return err
 	}
 	b.signers.drop(name)
