@@ -17,7 +17,7 @@ GOLANGCI_LINT_VERSION := v2.15.0
 GOLANGCI_LINT := $(TOOLS_DIR)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 RELEASE_PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
 
-.PHONY: all build emulator vault demo test unit fuzz e2e vet fmt fmtcheck lint release clean
+.PHONY: all build emulator vault terraform sf demo test unit fuzz e2e vet fmt fmtcheck lint release clean
 
 all: build
 
@@ -35,6 +35,14 @@ emulator:
 vault:
 	@scripts/vault.sh
 
+## terraform: the pinned Terraform and Vault provider (built once, then cached); prints their folder
+terraform:
+	@scripts/terraform.sh
+
+## sf: the pinned Salesforce CLI (installed once from npm, then cached); prints its folder
+sf:
+	@scripts/sf.sh
+
 ## demo: start Vault + plugin + emulator and mint a token end to end (DEMO_EXIT=1 to stop after)
 demo: build emulator
 	@scripts/demo.sh
@@ -51,9 +59,12 @@ unit:
 ## e2e: end-to-end tests, a real Vault (dev mode and a 3-node Raft cluster) running the built plugin
 ##      (-parallel 8: the rotation tests mostly wait for Vault's 60 s periodic tick, not for CPU),
 ##      then the benchmark's smoke (correctness only, a few seconds; `make bench` is the full run)
+##      Terraform + the Vault provider (built from the module proxy, ~7 min once) and the
+##      Salesforce CLI (npm, ~1 min once) are made ready first, outside the tests' timeouts.
 e2e: build emulator
-	VAULT_BIN="$$(scripts/vault.sh)" PLUGIN_DIR=$(PLUGIN_DIR) PLUGIN_VERSION=$(VERSION) \
-	  scripts/e2e.sh $(GO_TEST_FLAGS)
+	scripts/sf.sh >/dev/null
+	VAULT_BIN="$$(scripts/vault.sh)" TERRAFORM_DIR="$$(scripts/terraform.sh)" PLUGIN_DIR=$(PLUGIN_DIR) \
+	  PLUGIN_VERSION=$(VERSION) scripts/e2e.sh $(GO_TEST_FLAGS)
 	VAULT_BIN="$$(scripts/vault.sh)" PLUGIN_DIR=$(PLUGIN_DIR) PLUGIN_VERSION=$(VERSION) \
 	  go test -race -count=1 -timeout 10m $(GO_TEST_FLAGS) ./bench/...
 

@@ -83,6 +83,9 @@ resource "vault_generic_endpoint" "connection" {
     deploy              = "manual"
     key_rotation_period = var.key_rotation_period_seconds
   })
+
+  # After the reload, so the connection is not written while the plugin restarts.
+  depends_on = [vault_generic_endpoint.reload]
 }
 
 resource "vault_generic_endpoint" "role" {

@@ -1,11 +1,12 @@
 output "certificate" {
   description = "The active certificate (PEM) to register on the Salesforce app."
-  value       = data.vault_generic_secret.certificate.data["certificate"]
+  # The provider marks every field of a vault_generic_secret sensitive; a certificate is not.
+  value = nonsensitive(data.vault_generic_secret.certificate.data["certificate"])
 }
 
 output "certificate_fingerprint_sha256" {
   description = "Its SHA-256 fingerprint, to compare with what Setup shows."
-  value       = data.vault_generic_secret.certificate.data["certificate_fingerprint_sha256"]
+  value       = nonsensitive(data.vault_generic_secret.certificate.data["certificate_fingerprint_sha256"])
 }
 
 output "creds_path" {

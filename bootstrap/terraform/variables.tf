@@ -26,8 +26,13 @@ variable "plugin_command" {
 }
 
 variable "consumer_key" {
-  description = "Consumer key of the Connected App or External Client App (the JWT iss)."
+  description = "Consumer key of the Connected App or External Client App (the JWT iss). For a new app, \"placeholder\" until Salesforce shows the real one."
   type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9._]{1,256}$", var.consumer_key))
+    error_message = "consumer_key must be the app's consumer key: up to 256 letters, digits, dots or underscores."
+  }
 }
 
 variable "login_url" {
