@@ -43,7 +43,7 @@ type backend struct {
 	signers *signerCache                  // parsed private keys per connection and version
 	roles   *entryCache[*roleEntry]       // role entries, the hot path of every creds read
 	conns   *entryCache[*connectionEntry] // connection entries, for the mint path
-	rings   *entryCache[*keyRing]         // key rings (no key material), for the mint path
+	rings   *entryCache[*mintKeys]        // key versions to sign with, for the mint path
 	tokens  *tokenCache                   // shared-mode access tokens per role
 	usage   *usageLog                     // role usage not yet written, and its flusher
 	rotor   *rotationRuns                 // connections whose rotation is being driven right now
@@ -78,7 +78,7 @@ func newBackend() *backend {
 		signers:   newSignerCache(),
 		roles:     newEntryCache[*roleEntry](),
 		conns:     newEntryCache[*connectionEntry](),
-		rings:     newEntryCache[*keyRing](),
+		rings:     newEntryCache[*mintKeys](),
 		tokens:    newTokenCache(),
 		usage:     newUsageLog(),
 		rotor:     newRotationRuns(),

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"time"
 	"unicode"
+	"unique"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -118,7 +119,14 @@ func (b *backend) putConnection(ctx context.Context, s logical.Storage, name str
 // cachedConnection is getConnection through the mint path's cache. The entry is shared:
 // read it, never change it.
 func (b *backend) cachedConnection(ctx context.Context, s logical.Storage, name string) (*connectionEntry, error) {
-	return readThrough(b.conns, name, func() (*connectionEntry, error) { return getConnection(ctx, s, name) })
+	return readThrough(b.conns, name, func() (*connectionEntry, error) {
+		c, err := getConnection(ctx, s, name)
+		if c != nil {
+			// Most connections of a mount share one CA bundle (or none): keep one copy.
+			c.CACert = unique.Make(c.CACert).Value()
+		}
+		return c, err
+	})
 }
 
 var (

@@ -8,19 +8,21 @@ import "sync"
 // A reader that misses reads storage and then fills the cache. A write that lands in between
 // must win, or the cache would keep the old entry until the next write. So every change (set,
 // drop, clear) bumps a generation, a reader takes a ticket before it reads storage, and its
-// fill is kept only if nothing changed the name since.
+// fill is kept only if nothing changed since. The generation is one for the whole cache, not
+// per name: writes are rare (configuration, rotation steps), and a fill lost to another name's
+// write costs one more storage read later, while a counter per name would cost memory for
+// every role and connection ever read.
 type entryCache[T any] struct {
-	mu    sync.RWMutex
-	m     map[string]T
-	gen   map[string]uint64 // per name; never shrinks except by clear, which bumps epoch
-	epoch uint64
+	mu  sync.RWMutex
+	m   map[string]T
+	gen uint64
 }
 
 // fillTicket is what a reader holds between its storage read and its fill.
-type fillTicket struct{ epoch, gen uint64 }
+type fillTicket uint64
 
 func newEntryCache[T any]() *entryCache[T] {
-	return &entryCache[T]{m: map[string]T{}, gen: map[string]uint64{}}
+	return &entryCache[T]{m: map[string]T{}}
 }
 
 func (c *entryCache[T]) lookup(name string) (T, bool) {
@@ -31,17 +33,17 @@ func (c *entryCache[T]) lookup(name string) (T, bool) {
 }
 
 // ticket is taken before reading storage for a fill.
-func (c *entryCache[T]) ticket(name string) fillTicket {
+func (c *entryCache[T]) ticket() fillTicket {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return fillTicket{c.epoch, c.gen[name]}
+	return fillTicket(c.gen)
 }
 
-// fill caches a value read from storage, unless the name changed since the ticket was taken.
+// fill caches a value read from storage, unless the cache changed since the ticket was taken.
 func (c *entryCache[T]) fill(name string, t fillTicket, v T) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if t.epoch == c.epoch && t.gen == c.gen[name] {
+	if uint64(t) == c.gen {
 		c.m[name] = v
 	}
 }
@@ -50,7 +52,7 @@ func (c *entryCache[T]) fill(name string, t fillTicket, v T) {
 func (c *entryCache[T]) set(name string, v T) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.gen[name]++
+	c.gen++
 	c.m[name] = v
 }
 
@@ -58,7 +60,7 @@ func (c *entryCache[T]) set(name string, v T) {
 func (c *entryCache[T]) drop(name string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.gen[name]++
+	c.gen++
 	delete(c.m, name)
 }
 
@@ -68,7 +70,7 @@ func readThrough[T any](c *entryCache[*T], name string, read func() (*T, error))
 	if v, ok := c.lookup(name); ok {
 		return v, nil
 	}
-	t := c.ticket(name)
+	t := c.ticket()
 	v, err := read()
 	if err == nil && v != nil {
 		c.fill(name, t, v)
@@ -79,7 +81,6 @@ func readThrough[T any](c *entryCache[*T], name string, read func() (*T, error))
 func (c *entryCache[T]) clear() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.epoch++
+	c.gen++
 	c.m = map[string]T{}
-	c.gen = map[string]uint64{}
 }

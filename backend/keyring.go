@@ -118,10 +118,30 @@ func (b *backend) putKeyRing(ctx context.Context, s logical.Storage, conn string
 	return putJSON(ctx, s, keyringPrefix+conn, r)
 }
 
-// cachedKeyRing is getKeyRing through the mint path's cache. The ring is shared: read it,
-// never change it.
-func (b *backend) cachedKeyRing(ctx context.Context, s logical.Storage, conn string) (*keyRing, error) {
-	return readThrough(b.rings, conn, func() (*keyRing, error) { return getKeyRing(ctx, s, conn) })
+// mintKeys is what the mint path needs of a key ring: which versions to sign with. The cache
+// holds only this, not the ring (certificates, dates, rotation state), so that a thousand
+// connections cost a few kilobytes.
+type mintKeys struct {
+	active, pending int // 0: none
+}
+
+// cachedMintKeys reads a connection's key versions through the mint path's cache; nil when the
+// connection has no key ring.
+func (b *backend) cachedMintKeys(ctx context.Context, s logical.Storage, conn string) (*mintKeys, error) {
+	return readThrough(b.rings, conn, func() (*mintKeys, error) {
+		r, err := getKeyRing(ctx, s, conn)
+		if err != nil || r == nil {
+			return nil, err
+		}
+		k := &mintKeys{}
+		if v := r.active(); v != nil {
+			k.active = v.Version
+		}
+		if v := r.pending(); v != nil {
+			k.pending = v.Version
+		}
+		return k, nil
+	})
 }
 
 // keyMaterial is the only storage entry that holds a private key.

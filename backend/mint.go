@@ -24,14 +24,14 @@ func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, 
 	if conn == nil {
 		return nil, &mintRefused{fmt.Sprintf("role %q names connection %q, which does not exist", roleName, role.Connection)}
 	}
-	ring, err := b.cachedKeyRing(ctx, s, role.Connection)
+	keys, err := b.cachedMintKeys(ctx, s, role.Connection)
 	if err != nil {
 		return nil, err
 	}
-	if ring == nil || ring.active() == nil {
+	if keys == nil || keys.active == 0 {
 		return nil, &mintRefused{fmt.Sprintf("connection %q has no active key", role.Connection)}
 	}
-	version := ring.active().Version
+	version := keys.active
 	tok, err := b.requestToken(ctx, s, role.Connection, conn, version, role.Username)
 	if err != nil && salesforce.KeyRefused(err) {
 		tok, version, err = b.mintWithCurrentKeys(ctx, s, role, conn, version, err)
@@ -54,29 +54,29 @@ func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, 
 func (b *backend) mintWithCurrentKeys(ctx context.Context, s logical.Storage, role *roleEntry, conn *connectionEntry, tried int, refusal error) (*salesforce.Token, int, error) {
 	// The keys are what may have changed: read them from storage, not from the cache.
 	b.rings.drop(role.Connection)
-	ring, err := b.cachedKeyRing(ctx, s, role.Connection)
-	if err != nil || ring == nil {
+	keys, err := b.cachedMintKeys(ctx, s, role.Connection)
+	if err != nil || keys == nil {
 		return nil, tried, refusal
 	}
-	if a := ring.active(); a != nil && a.Version != tried {
-		if tok, err := b.requestToken(ctx, s, role.Connection, conn, a.Version, role.Username); err == nil {
-			return tok, a.Version, nil
+	if keys.active != 0 && keys.active != tried {
+		if tok, err := b.requestToken(ctx, s, role.Connection, conn, keys.active, role.Username); err == nil {
+			return tok, keys.active, nil
 		}
 	}
-	pending := ring.pending()
-	if pending == nil || pending.Version == tried {
+	pending := keys.pending
+	if pending == 0 || pending == tried {
 		return nil, tried, refusal
 	}
-	tok, err := b.requestToken(ctx, s, role.Connection, conn, pending.Version, role.Username)
+	tok, err := b.requestToken(ctx, s, role.Connection, conn, pending, role.Username)
 	if err != nil {
 		return nil, tried, refusal
 	}
 	b.Logger().Info("Salesforce accepted the pending key while refusing the active one; promoting it",
-		"connection", role.Connection, "pending_version", pending.Version, "refused_version", tried)
-	if perr := b.promoteProven(ctx, s, role.Connection, pending.Version); perr != nil { // the read succeeds either way
+		"connection", role.Connection, "pending_version", pending, "refused_version", tried)
+	if perr := b.promoteProven(ctx, s, role.Connection, pending); perr != nil { // the read succeeds either way
 		b.Logger().Error("promoting the proven pending key failed; it will be retried", "connection", role.Connection, "error", perr)
 	}
-	return tok, pending.Version, nil
+	return tok, pending, nil
 }
 
 // requestToken makes one JWT bearer request with the given key version.

@@ -151,6 +151,12 @@ func (b *backend) flushUsage(ctx context.Context) {
 	for _, role := range roles {
 		b.flushRoleUsage(ctx, s, role)
 	}
+	// A map keeps the room it once needed: start afresh once everything is written.
+	b.usage.mu.Lock()
+	if len(b.usage.pending) == 0 {
+		b.usage.pending = map[string]*usageEntry{}
+	}
+	b.usage.mu.Unlock()
 }
 
 func (b *backend) flushRoleUsage(ctx context.Context, s logical.Storage, role string) {
