@@ -115,6 +115,9 @@ func TestRender(t *testing.T) {
 	if path == "" {
 		t.Skip("BENCH_RENDER is not set")
 	}
+	if !filepath.IsAbs(path) { // as the docs write it: relative to the checkout, not to bench/
+		path = filepath.Join(e2e.RepoRoot(t), path)
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
