@@ -70,6 +70,9 @@ func (e *Emulator) handleToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp := e.issue(r, g)
+	// Counted here, not in issue: LoginAs issues sessions too, and they are not logins of
+	// the flow under test.
+	e.count(func(c *Counters) { c.TokensIssued++ })
 	if f != nil && f.Kind == FaultWrongInstanceURL {
 		// Plain http: the plugin must refuse it rather than send the token
 		// in clear. Same host and port, so a client that follows it anyway
@@ -96,9 +99,6 @@ func (e *Emulator) issue(r *http.Request, g *grant) tokenResponse {
 	var secret []byte
 	if st, ok := e.apps[g.key]; ok {
 		secret = st.secret
-	}
-	if g.key != "" { // a JWT bearer login, not an admin API session (LoginAs)
-		e.counters.TokensIssued++
 	}
 	e.mu.Unlock()
 
