@@ -3,7 +3,6 @@ package backend
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -139,14 +138,7 @@ func TestFailedMetadataRotationStillDetectsManualUpload(t *testing.T) {
 // plugin deploys the old one back. A read served by the new key must not promote it: the
 // rollback is about to take that certificate away again.
 func TestReadDuringRollbackDoesNotPromote(t *testing.T) {
-	e := newTestEnv(t, func(c *emulator.Config) { c.PropagationDelay = 3 * time.Hour })
-	e.createConnection("prod", metadataConn(e, map[string]any{"propagation_timeout": "10m"}))
-	e.createRole("app", "prod", nil)
-	oldCert := e.read("connections/prod/certificate").Data["certificate"].(string)
-	_ = e.emu.SetAppCertificate(e.seed.App.ConsumerKey, oldCert)
-	e.clock.Advance(4 * time.Hour)
-	pending := mustOK(t, e.write("connections/prod/rotate", nil)).Data["pending_certificate"].(string)
-	e.b.wg.Wait()
+	e, _, pending := startUnacceptedRotation(t)
 	e.emu.AddFault(emulator.Fault{Endpoint: "deploy_status", Kind: emulator.FaultStuck}) // the rollback deploy stays in progress
 	for i := 0; i < 40 && e.rotation("prod")["state"] != "rolling_back"; i++ {
 		e.clock.Advance(probeInterval)

@@ -248,17 +248,25 @@ func TestMetadataAPIRotationWithPropagationDelay(t *testing.T) {
 	}
 }
 
-func TestMetadataAPIRotationRollsBackWhenNotAccepted(t *testing.T) {
-	// The new certificate never takes effect in time: the deploy "succeeds" but propagation
-	// takes longer than propagation_timeout.
-	e := newTestEnv(t, func(c *emulator.Config) { c.PropagationDelay = 3 * time.Hour })
+// startUnacceptedRotation starts a metadata_api rotation of connection "prod" (role "app")
+// whose new certificate Salesforce takes 3 h to apply, past the 10 min propagation_timeout:
+// the deploy succeeds, the proof never comes in time. It returns the env once the rotation's
+// first drive is done, with the active and the pending certificates.
+func startUnacceptedRotation(t *testing.T) (e *testEnv, oldCert, pending string) {
+	t.Helper()
+	e = newTestEnv(t, func(c *emulator.Config) { c.PropagationDelay = 3 * time.Hour })
 	e.createConnection("prod", metadataConn(e, map[string]any{"propagation_timeout": "10m"}))
 	e.createRole("app", "prod", nil)
-	oldCert := e.read("connections/prod/certificate").Data["certificate"].(string)
+	oldCert = e.read("connections/prod/certificate").Data["certificate"].(string)
 	_ = e.emu.SetAppCertificate(e.seed.App.ConsumerKey, oldCert)
-	e.clock.Advance(4 * time.Hour)
-	mustOK(t, e.write("connections/prod/rotate", nil))
+	e.clock.Advance(4 * time.Hour) // the upload above is in effect
+	pending = mustOK(t, e.write("connections/prod/rotate", nil)).Data["pending_certificate"].(string)
 	e.b.wg.Wait()
+	return e, oldCert, pending
+}
+
+func TestMetadataAPIRotationRollsBackWhenNotAccepted(t *testing.T) {
+	e, oldCert, _ := startUnacceptedRotation(t)
 	for i := 0; i < 40 && e.rotation("prod")["state"] != "failed"; i++ {
 		mustOK(t, e.read("creds/app"))
 		e.clock.Advance(probeInterval)

@@ -1,11 +1,8 @@
 package bench
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -53,7 +50,7 @@ func StartServer(t testing.TB, cfg e2e.Config, opts ServerOptions) *Server {
 	if opts.PluginBin != "" {
 		cfg.PluginBin = opts.PluginBin
 	}
-	pluginDir, sha := copyPlugin(t, cfg, home)
+	pluginDir, sha := e2e.PluginDirCopy(t, cfg)
 	port := e2e.FreePort(t)
 	s := &Server{
 		Addr:      fmt.Sprintf("http://127.0.0.1:%d", port),
@@ -297,31 +294,4 @@ func childPIDs(ppid int, match string) []int {
 		pids = append(pids, pid)
 	}
 	return pids
-}
-
-// copyPlugin copies the built plugin into a plugin directory of this run and returns it with
-// the binary's sha256.
-func copyPlugin(t testing.TB, cfg e2e.Config, home string) (string, string) {
-	t.Helper()
-	dir := filepath.Join(home, "plugins")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	src, err := os.Open(cfg.PluginBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	dst, err := os.OpenFile(filepath.Join(dir, e2e.PluginName), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(dst, h), src); err != nil {
-		t.Fatal(err)
-	}
-	if err := dst.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return dir, hex.EncodeToString(h.Sum(nil))
 }

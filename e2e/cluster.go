@@ -29,7 +29,7 @@ const clusterTimeout = 90 * time.Second
 func StartCluster(t testing.TB, cfg Config) *Cluster {
 	t.Helper()
 	home := t.TempDir()
-	pluginDir, sha := pluginDirCopy(t, cfg)
+	pluginDir, sha := PluginDirCopy(t, cfg)
 	c := &Cluster{PluginSHA: sha}
 
 	type ports struct{ api, cluster int }

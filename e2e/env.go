@@ -75,7 +75,7 @@ type DevVaultOptions struct {
 func StartDevVaultWith(t testing.TB, cfg Config, opts DevVaultOptions) (*Vault, string) {
 	t.Helper()
 	home := t.TempDir()
-	pluginDir, sha := pluginDirCopy(t, cfg)
+	pluginDir, sha := PluginDirCopy(t, cfg)
 	conf := filepath.Join(home, "plugins.hcl")
 	writeFile(t, conf, fmt.Sprintf("plugin_directory = %q\n", pluginDir)+opts.ExtraConfig)
 	addr := fmt.Sprintf("127.0.0.1:%d", FreePort(t))

@@ -105,10 +105,10 @@ func RepoRoot(t testing.TB) string {
 	}
 }
 
-// pluginDirCopy copies the built plugin into a fresh plugin directory owned by the test: a
+// PluginDirCopy copies the built plugin into a fresh plugin directory owned by the test: a
 // rebuild of bin/plugins while the suite runs (others work in the same checkout) must not change
 // the binary under a registered sha256. It returns the directory and the binary's sha256.
-func pluginDirCopy(t testing.TB, cfg Config) (dir, sha string) {
+func PluginDirCopy(t testing.TB, cfg Config) (dir, sha string) {
 	t.Helper()
 	dir = filepath.Join(t.TempDir(), "plugins")
 	if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"fmt"
 	"slices"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -82,21 +80,10 @@ func TestPluginProcessKilled(t *testing.T) {
 	before := readConnectionState(t, v, "demo")
 	lease := ReadCreds(t, v.Client, "leased")
 
-	pid := v.PluginPID(t)
-	t.Logf("kill -9 %d (the plugin, child of vault %d)", pid, v.PID())
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	WaitFor(t, 15*time.Second, fmt.Sprintf("plugin process %d to be gone", pid), func() error {
-		if processAlive(pid) {
-			return errNotYet
-		}
-		return nil
-	})
-	// Wait until Vault has noticed the exit too (go-plugin logs it, then marks the client done).
-	// A request racing that instant gets the raw transport error rather than a restart: Vault's
-	// behaviour, not the plugin's, and not what this test is about.
-	v.WaitForLog(t, 15*time.Second, "plugin process exited", fmt.Sprintf("id=%d", pid))
+	// killPlugin waits until Vault has noticed the exit too (go-plugin logs it, then marks the
+	// client done). A request racing that instant gets the raw transport error rather than a
+	// restart: Vault's behaviour, not the plugin's, and not what this test is about.
+	pid := killPlugin(t, v)
 	time.Sleep(250 * time.Millisecond)
 
 	// The very next request must succeed: Vault sees the dead process, restarts it and retries.

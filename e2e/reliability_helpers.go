@@ -395,7 +395,7 @@ type relFileVault struct {
 func startRelFileVault(t testing.TB, cfg Config) *relFileVault {
 	t.Helper()
 	home := t.TempDir()
-	pluginDir, sha := pluginDirCopy(t, cfg)
+	pluginDir, sha := PluginDirCopy(t, cfg)
 	port, clusterPort := FreePort(t), FreePort(t)
 	data := filepath.Join(home, "data")
 	if err := os.MkdirAll(data, 0o700); err != nil {
