@@ -102,13 +102,23 @@ func TestReliabilityProcess(t *testing.T) {
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
+		// Salesforce answers again. What an in-flight read gets is Vault's choice, and a race
+		// inside Vault: the raw RPC error (usually, ~0.3 s), or, if go-plugin has already marked
+		// the client gone, a restart and a retry of the request on the new process, under a
+		// lock that serialises the retries. A retried read is served by the restarted plugin;
+		// with the fault still set it would hang 9 s per read, one after another.
+		emu.ClearFaults(t)
 		wg.Wait()
 		close(results)
-		failed, served := 0, 0
+		failed, served, retried, retriedLeased := 0, 0, 0, 0
 		for r := range results {
 			if r.err == nil {
-				t.Errorf("a read in flight when the plugin was killed succeeded (%s)", r.role)
+				t.Logf("in-flight read of %s was retried by Vault on the restarted plugin and served after %s", r.role, r.d.Round(time.Millisecond))
 				served++
+				retried++
+				if strings.HasSuffix(r.role, "-leased") {
+					retriedLeased++
+				}
 				continue
 			}
 			failed++
@@ -124,14 +134,14 @@ func TestReliabilityProcess(t *testing.T) {
 			return nil
 		})
 		v.WaitForLog(t, 15*time.Second, "plugin process exited", fmt.Sprintf("id=%d", pid))
-		emu.ClearFaults(t)
 
-		// Nothing half-done: no lease for a read that failed, no token issued for it.
-		if n := relCounter(t, emu, "tokens_issued"); n != 0 {
-			t.Errorf("Salesforce issued %d tokens for mints that were killed", n)
+		// Nothing half-done: no lease for a read that failed, no token issued for it (only for
+		// the reads Vault retried and the restarted plugin served).
+		if n := relCounter(t, emu, "tokens_issued"); n != int64(retried) {
+			t.Errorf("Salesforce issued %d tokens, want %d (one per retried read, none for the killed mints)", n, retried)
 		}
-		if got := relLeaseCount(t, v, "rot-leased") + relLeaseCount(t, v, "multi-leased"); got != leasesBefore {
-			t.Errorf("%d leases after the kill, want %d as before (no lease for a failed read)", got, leasesBefore)
+		if got := relLeaseCount(t, v, "rot-leased") + relLeaseCount(t, v, "multi-leased"); got != leasesBefore+retriedLeased {
+			t.Errorf("%d leases after the kill, want %d (as before, plus %d retried leased reads; none for a failed read)", got, leasesBefore+retriedLeased, retriedLeased)
 		}
 		// The next reads are served by the restarted plugin, with the same keys.
 		WaitFor(t, 30*time.Second, "reads to be served by the restarted plugin", func() error {
