@@ -15,8 +15,23 @@ passed=$(grep -c '^--- PASS' "$log")
 failed=$(grep -c '^--- FAIL' "$log")
 skipped=$(grep -c '^--- SKIP' "$log")
 if [ "$rc" -ne 0 ]; then
-  echo "==== last 300 lines of $log ===="
-  tail -n 300 "$log"
+  echo "==== last 100 lines of $log ===="
+  tail -n 100 "$log"
+  # Tests run in parallel, so a failure's lines are scattered through the log and a tail can
+  # miss them (CI once showed only other tests' output). Print each failed top-level test's own
+  # lines, found by the "=== RUN/CONT/NAME <test>" headers go test -v writes before each chunk;
+  # the server and emulator logs a failed test dumps are left to $log.
+  echo "==== the failed tests' own output (server logs left out: see $log) ===="
+  awk '
+    NR == FNR { if (match($0, /^--- FAIL: [^ ]+/)) failed[substr($0, 11, RLENGTH - 10)] = 1; next }
+    /^=== (RUN|CONT|NAME|PAUSE) / { owner = $3; sub(/\/.*/, "", owner); next }
+    /^--- (PASS|FAIL|SKIP): / { owner = $3; sub(/\/.*/, "", owner) }
+    /^(ok|FAIL|PASS)([[:space:]]|$)/ { owner = "" }
+    !(owner in failed) { next }
+    /==== last [0-9]+ lines of the .* log/ { skipping = 1; print owner ": " $0 " [left out]"; next }
+    skipping { if (/==== end of the .* log ====/) skipping = 0; next }
+    { n[owner]++; if (n[owner] <= 400) print owner ": " $0 }
+  ' "$log" "$log"
 fi
 echo "e2e: $passed passed, $failed failed, $skipped skipped"
 if [ "$rc" -eq 0 ] && [ "$passed" -eq 0 ]; then
