@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -133,15 +134,59 @@ func PluginDirCopy(t testing.TB, cfg Config) (dir, sha string) {
 	return dir, hex.EncodeToString(h.Sum(nil))
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+// Ports for the servers the tests start come from below Linux's ephemeral range (32768-60999),
+// where the emulators' ":0" listeners and every client socket get theirs, and are never handed
+// out twice in one test process. A port that was merely free a moment ago can otherwise be taken,
+// before the server meant for it binds, by another test's server or by an outgoing connection;
+// a dev server that then fails to bind, or a health check answered by another test's Vault,
+// fails a test for no reason of its own. The port above each one is free too, and reserved with
+// it: a dev server binds its cluster listener at the API port + 1.
+const (
+	portRangeLow  = 20000
+	portRangeHigh = 32000
+)
+
+var ports struct {
+	sync.Mutex
+	next int
+	used map[int]bool
+}
+
+// FreePort returns a loopback TCP port, free together with the port above it, that no other
+// test in this process has been given.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	ports.Lock()
+	defer ports.Unlock()
+	if ports.used == nil {
+		ports.used = map[int]bool{}
+		// Start at a random even port, so that test processes run one after another (e2e, then
+		// the benchmark's smoke) do not walk the same sequence into each other's lingering sockets.
+		ports.next = portRangeLow + 2*rand.IntN((portRangeHigh-portRangeLow)/2)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	for tries := 0; tries < (portRangeHigh-portRangeLow)/2; tries++ {
+		p := ports.next
+		ports.next += 2
+		if ports.next >= portRangeHigh {
+			ports.next = portRangeLow
+		}
+		if ports.used[p] || !portFree(p) || !portFree(p+1) {
+			continue
+		}
+		ports.used[p], ports.used[p+1] = true, true
+		return p
+	}
+	t.Fatalf("no free pair of loopback ports in %d-%d", portRangeLow, portRangeHigh)
+	return 0
+}
+
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
 }
 
 // WaitFor polls check every interval until it returns nil, and fails the test with the last error

@@ -54,10 +54,19 @@ func newVault(t testing.TB, cfg Config, name, addr, home string, args ...string)
 // start launches (or relaunches) the server process and waits until its HTTP listener answers.
 func (v *Vault) start(t testing.TB) {
 	t.Helper()
+	var logStart int64
+	if fi, err := os.Stat(v.LogPath); err == nil {
+		logStart = fi.Size() // a restarted node appends to its log
+	}
 	v.proc = StartProcess(t, v.Name, v.LogPath, []string{"HOME=" + v.home}, v.bin, v.args...)
 	WaitFor(t, 60*time.Second, v.Name+" to listen", func() error {
 		if exited, err := v.proc.Exited(); exited {
 			t.Fatalf("%s exited during start-up: %v", v.Name, err)
+		}
+		// Vault prints this once its listeners are bound: an answer on the address before
+		// then would come from some other server.
+		if !logContainsSince(v.LogPath, logStart, "==> Vault server started!") {
+			return fmt.Errorf("%s has not reported that it started", v.Name)
 		}
 		_, err := v.HealthStatus()
 		return err
@@ -322,4 +331,13 @@ func (v *Vault) WaitForLog(t testing.TB, timeout time.Duration, parts ...string)
 		}
 		return errNotYet
 	})
+}
+
+// logContainsSince reports whether the file holds s after byte offset off.
+func logContainsSince(path string, off int64, s string) bool {
+	b, err := os.ReadFile(path)
+	if err != nil || int64(len(b)) < off {
+		return false
+	}
+	return bytes.Contains(b[off:], []byte(s))
 }
