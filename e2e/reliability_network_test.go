@@ -48,6 +48,7 @@ func relStartServer(t *testing.T, conf *tls.Config, h http.HandlerFunc) *relServ
 //   - TLS verification is always on: no ca_cert (the emulator's CA is not a system root), a
 //     ca_cert of another CA, and a certificate for another host name are x509 failures;
 //   - TLS 1.2 is the floor: a server that speaks at most TLS 1.1 is refused at the handshake;
+//   - none of these TLS failures is retried (a retry cannot fix them);
 //   - redirects of the token request (301, 302, 307, 308) are not followed, so the assertion
 //     never reaches the redirect target;
 //   - without allow_non_salesforce_host, IP literals, loopback names and non-Salesforce hosts
@@ -135,6 +136,10 @@ func TestReliabilityNetwork(t *testing.T) {
 				if strings.HasPrefix(c.class, "tls_") && hits > 0 {
 					t.Errorf("%s: the server got %d requests although TLS failed", c.class, hits)
 				}
+			}
+			// No TLS failure here is one a retry could fix: each is reported after one attempt.
+			if strings.HasPrefix(c.class, "tls_") && !strings.Contains(err.Error(), "after 1 attempt(s)") {
+				t.Errorf("%s: %v: a TLS setup that cannot work was retried", c.class, err)
 			}
 			relRequireStorage(t, v, uuid, name)
 			relReport(t, "network", c.class, "attempts", 1, "refused", 1, "target_requests", hits,

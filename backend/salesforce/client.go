@@ -284,6 +284,10 @@ func (c *Client) once(ctx context.Context, build func(context.Context) (*http.Re
 			// A certificate that does not verify will not verify on a retry either.
 			return 0, fmt.Errorf("TLS: %s (check login_url, and ca_cert for a private CA)", describeTransportError(err))
 		}
+		if isTLSVersionMismatch(err) {
+			// Nor does a server that offers nothing newer than TLS 1.1 (Salesforce requires 1.2).
+			return 0, fmt.Errorf("TLS: %s (the server at login_url offers no TLS 1.2 or later, which the plugin requires: check login_url, or any proxy in between)", describeTransportError(err))
+		}
 		return 0, retryable(errors.New(describeTransportError(err)))
 	}
 	defer resp.Body.Close()
@@ -346,6 +350,25 @@ func isCertificateError(err error) bool {
 	var hostname x509.HostnameError
 	var invalid x509.CertificateInvalidError
 	return errors.As(err, &verr) || errors.As(err, &unknown) || errors.As(err, &hostname) || errors.As(err, &invalid)
+}
+
+// isTLSVersionMismatch reports a handshake that failed because the two sides share no TLS
+// version: the server's protocol_version or insufficient_security alert (it got our TLS 1.2+
+// hello), or our refusal of the older version the server picked. Either is settled by
+// configuration, never by a retry. crypto/tls reports all three with unexported types, so
+// only their text identifies them.
+func isTLSVersionMismatch(err error) bool {
+	msg := err.Error()
+	for _, s := range []string{
+		"remote error: tls: protocol version not supported",
+		"remote error: tls: insufficient security level",
+		"tls: server selected unsupported protocol version",
+	} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func describeTransportError(err error) string {
