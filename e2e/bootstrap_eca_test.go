@@ -1,12 +1,9 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -57,23 +54,14 @@ func TestBootstrapExternalClientApp(t *testing.T) {
 	}
 	run := func(extraEnv []string, name string, args ...string) string {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, name, args...)
-		cmd.Dir = root
-		cmd.Env = append(append([]string(nil), env...), extraEnv...)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		start := time.Now()
-		err := cmd.Run()
-		t.Logf("$ %s %s (%s)", name, strings.Join(args, " "), time.Since(start).Round(100*time.Millisecond))
-		if strings.Contains(out.String(), "PRIVATE KEY") {
+		out, err := RunTool(t, 5*time.Minute, root, append(append([]string(nil), env...), extraEnv...), name, args...)
+		if strings.Contains(out, "PRIVATE KEY") {
 			t.Fatalf("private key material in the output of %s", name)
 		}
 		if err != nil {
-			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out.String())
+			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 		}
-		return out.String()
+		return out
 	}
 
 	// The CLI logs in as the deploy user, with a session from the emulator's stand-in for the
@@ -132,15 +120,11 @@ func TestBootstrapExternalClientApp(t *testing.T) {
 // cached; `make e2e` installs it before the tests).
 func sfCLIDir(t *testing.T, root string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "scripts", "sf.sh"))
-	cmd.Dir = root
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := RunTool(t, 10*time.Minute, root, os.Environ(), "bash", filepath.Join(root, "scripts", "sf.sh"))
 	if err != nil {
-		t.Fatalf("scripts/sf.sh: %v\n%s", err, stderr.String())
+		t.Fatalf("scripts/sf.sh: %v\n%s", err, out)
 	}
-	return strings.TrimSpace(string(out))
+	// The folder is the last line of stdout; progress notes (a first install) come before it.
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
 }

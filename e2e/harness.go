@@ -20,6 +20,8 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -187,6 +189,23 @@ func portFree(port int) bool {
 	}
 	l.Close()
 	return true
+}
+
+// RunTool runs an operator's command-line tool (terraform, sf, a bootstrap script) in dir with
+// exactly env (nothing inherited, so a test controls HOME, PATH and credentials), bounded by
+// timeout. It logs the command and how long it took, and returns stdout and stderr together.
+func RunTool(t testing.TB, timeout time.Duration, dir string, env []string, name string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir, cmd.Env = dir, env
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	t.Logf("$ %s %s (%s)", filepath.Base(name), strings.Join(args, " "), time.Since(start).Round(100*time.Millisecond))
+	return out.String(), err
 }
 
 // WaitFor polls check every interval until it returns nil, and fails the test with the last error

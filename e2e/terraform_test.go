@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -75,23 +73,17 @@ role_name       = %q
 `, sha, cfg.PluginVersion, username, conn, role))
 
 	home := t.TempDir()
+	env := []string{
+		"HOME=" + home, "PATH=" + os.Getenv("PATH"),
+		"TF_CLI_CONFIG_FILE=" + filepath.Join(tfDir, "terraformrc"),
+		"TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1",
+		"VAULT_ADDR=" + v.Addr, "VAULT_TOKEN=root",
+	}
 	tf := func(args ...string) (string, error) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, filepath.Join(tfDir, "terraform"), args...)
-		cmd.Dir = module
-		cmd.Env = []string{
-			"HOME=" + home, "PATH=" + os.Getenv("PATH"),
-			"TF_CLI_CONFIG_FILE=" + filepath.Join(tfDir, "terraformrc"),
-			"TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1",
-			"VAULT_ADDR=" + v.Addr, "VAULT_TOKEN=root",
-		}
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		err := cmd.Run()
-		t.Logf("terraform %s:\n%s", strings.Join(args, " "), out.String())
-		return out.String(), err
+		out, err := RunTool(t, 5*time.Minute, module, env, filepath.Join(tfDir, "terraform"), args...)
+		t.Logf("%s", out)
+		return out, err
 	}
 	mustTF := func(args ...string) string {
 		t.Helper()
