@@ -22,16 +22,7 @@ if [ "$rc" -ne 0 ]; then
   # lines, found by the "=== RUN/CONT/NAME <test>" headers go test -v writes before each chunk;
   # the server and emulator logs a failed test dumps are left to $log.
   echo "==== the failed tests' own output (server logs left out: see $log) ===="
-  awk '
-    NR == FNR { if (match($0, /^--- FAIL: [^ ]+/)) failed[substr($0, 11, RLENGTH - 10)] = 1; next }
-    /^=== (RUN|CONT|NAME|PAUSE) / { owner = $3; sub(/\/.*/, "", owner); next }
-    /^--- (PASS|FAIL|SKIP): / { owner = $3; sub(/\/.*/, "", owner) }
-    /^(ok|FAIL|PASS)([[:space:]]|$)/ { owner = "" }
-    !(owner in failed) { next }
-    /==== last [0-9]+ lines of the .* log/ { skipping = 1; print owner ": " $0 " [left out]"; next }
-    skipping { if (/==== end of the .* log ====/) skipping = 0; next }
-    { n[owner]++; if (n[owner] <= 400) print owner ": " $0 }
-  ' "$log" "$log"
+  awk -f scripts/failed-tests.awk "$log" "$log"
 fi
 echo "e2e: $passed passed, $failed failed, $skipped skipped"
 if [ "$rc" -eq 0 ] && [ "$passed" -eq 0 ]; then
