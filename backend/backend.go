@@ -21,7 +21,7 @@ import (
 const operationPrefix = "salesforce"
 
 // Storage prefixes. Private key material lives only under keysPrefix, which is seal-wrapped on
-// Vault Enterprise; everything else is metadata. WALs are node-local, as in Vault's own engines.
+// Vault Enterprise; everything else is metadata. No WALs are used: the key ring is the journal.
 const (
 	connectionsPrefix = "connections/"
 	keyringPrefix     = "keyring/"
@@ -39,15 +39,17 @@ type backend struct {
 	// roleLocks serialise writes to one role and its usage counters.
 	roleLocks []*locksutil.LockEntry
 
-	clients *clientCache                  // Salesforce clients per connection, rebuilt after a config change
-	signers *signerCache                  // parsed private keys per connection and version
-	roles   *entryCache[*roleEntry]       // role entries, the hot path of every creds read
-	conns   *entryCache[*connectionEntry] // connection entries, for the mint path
-	rings   *entryCache[*mintKeys]        // key versions to sign with, for the mint path
-	tokens  *tokenCache                   // shared-mode access tokens per role
-	usage   *usageLog                     // role usage not yet written, and its flusher
-	rotor   *rotationRuns                 // connections whose rotation is being driven right now
-	sched   *schedule                     // when each connection next needs rotation work
+	// The read path's caches. Both are generation-guarded (entry_cache.go) and dropped by the
+	// put and delete of what they hold; Vault Community Edition never calls Invalidate on a
+	// mount, so writers must drop them.
+	roles *entryCache[*roleEntry]    // role entries, the first read of every creds request
+	snaps *entryCache[*connSnapshot] // one immutable snapshot per connection: entry, keys, clients
+	// transports are the HTTP plumbing clients are built on, keyed by CA bundle and host rule.
+	transports *transportPool
+	tokens     *tokenCache   // shared-mode access tokens per role
+	usage      *usageLog     // role usage not yet written, and its flusher
+	rotor      *rotationRuns // connections whose rotation is being driven right now
+	sched      *schedule     // when each connection next needs rotation work
 
 	now func() time.Time
 	// retry bounds every Salesforce call; tests shorten it.
@@ -72,20 +74,18 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 
 func newBackend() *backend {
 	b := &backend{
-		connLocks: locksutil.CreateLocks(),
-		roleLocks: locksutil.CreateLocks(),
-		clients:   newClientCache(),
-		signers:   newSignerCache(),
-		roles:     newEntryCache[*roleEntry](),
-		conns:     newEntryCache[*connectionEntry](),
-		rings:     newEntryCache[*mintKeys](),
-		tokens:    newTokenCache(),
-		usage:     newUsageLog(),
-		rotor:     newRotationRuns(),
-		sched:     newSchedule(),
-		sleep:     sleepCtx,
-		now:       time.Now,
-		retry:     salesforce.DefaultRetry(),
+		connLocks:  locksutil.CreateLocks(),
+		roleLocks:  locksutil.CreateLocks(),
+		roles:      newEntryCache[*roleEntry](),
+		snaps:      newEntryCache[*connSnapshot](),
+		transports: newTransportPool(),
+		tokens:     newTokenCache(),
+		usage:      newUsageLog(),
+		rotor:      newRotationRuns(),
+		sched:      newSchedule(),
+		sleep:      sleepCtx,
+		now:        time.Now,
+		retry:      salesforce.DefaultRetry(),
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.Backend = &framework.Backend{
@@ -93,7 +93,6 @@ func newBackend() *backend {
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
 			SealWrapStorage: []string{keysPrefix},
-			LocalStorage:    []string{framework.WALPrefix},
 		},
 		Paths: framework.PathAppend(
 			// Specific patterns before generic ones: the first match wins.
@@ -123,25 +122,19 @@ func (b *backend) clean(context.Context) {
 	b.cancel()
 	b.wg.Wait()
 	b.usage.wait()
-	b.clients.clear()
-	b.signers.clear()
 	b.roles.clear()
-	b.conns.clear()
-	b.rings.clear()
+	b.snaps.clear()
 	b.tokens.clear()
+	b.transports.clear()
 }
 
 // invalidate is called when storage changes under us through replication (Enterprise).
 func (b *backend) invalidate(_ context.Context, key string) {
 	switch {
 	case strings.HasPrefix(key, connectionsPrefix):
-		name := strings.TrimPrefix(key, connectionsPrefix)
-		b.clients.drop(name)
-		b.conns.drop(name)
+		b.snaps.drop(strings.TrimPrefix(key, connectionsPrefix))
 	case strings.HasPrefix(key, keyringPrefix):
-		name := strings.TrimPrefix(key, keyringPrefix)
-		b.signers.drop(name)
-		b.rings.drop(name)
+		b.snaps.drop(strings.TrimPrefix(key, keyringPrefix))
 	case strings.HasPrefix(key, rolesPrefix):
 		name := strings.TrimPrefix(key, rolesPrefix)
 		b.roles.drop(name)

@@ -201,7 +201,7 @@ func BenchmarkCredsPerLease(b *testing.B) {
 	if err != nil || conn == nil {
 		b.Fatal(err)
 	}
-	key, err := e.b.signer(ctx, e.storage, "bench", 1)
+	key, err := getKeyMaterial(ctx, e.storage, "bench", 1)
 	if err != nil {
 		b.Fatal(err)
 	}

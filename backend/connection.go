@@ -4,10 +4,11 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 	"unicode"
-	"unique"
 
+	"github.com/hashicorp/go-secure-stdlib/strutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/backend/keyutil"
@@ -64,8 +65,14 @@ type connectionEntry struct {
 	PropagationTimeout     time.Duration `json:"propagation_timeout"`
 	APIVersion             string        `json:"api_version"`
 	ConsumerKeyMaxAge      time.Duration `json:"consumer_key_max_age"`
-	CreatedAt              time.Time     `json:"created_at"`
-	UpdatedAt              time.Time     `json:"updated_at"`
+	AllowCommunityLogin    bool          `json:"allow_community_login,omitempty"`
+	// Scoping: which roles may use the connection and for whom. Nil lists (entries written
+	// before scoping existed) allow every name, as the contract's default ["*"] does.
+	AllowedRoles         []string  `json:"allowed_roles,omitempty"`
+	AllowedUsernames     []string  `json:"allowed_usernames,omitempty"`
+	AllowPrivilegedRoles bool      `json:"allow_privileged_roles,omitempty"`
+	CreatedAt            time.Time `json:"created_at"`
+	UpdatedAt            time.Time `json:"updated_at"`
 }
 
 func defaultConnection(now time.Time) *connectionEntry {
@@ -91,11 +98,18 @@ func (c *connectionEntry) audience() string {
 	return salesforce.DefaultAudience(c.LoginURL)
 }
 
+// maxCommonName is X.509's upper bound on a CN (RFC 5280 ub-common-name).
+const maxCommonName = 64
+
 func (c *connectionEntry) subject(name string) string {
 	if c.CertificateSubject != "" {
 		return c.CertificateSubject
 	}
-	return "CN=vault-plugin-salesforce " + name
+	cn := "vault-plugin-salesforce " + name
+	if len(cn) > maxCommonName { // long connection names: the default must stay valid
+		cn = cn[:maxCommonName]
+	}
+	return "CN=" + cn
 }
 
 func (c *connectionEntry) rotationEnabled() bool { return c.KeyRotationPeriod > 0 }
@@ -109,24 +123,26 @@ func getConnection(ctx context.Context, s logical.Storage, name string) (*connec
 	return &c, nil
 }
 
-// putConnection writes a connection and drops the mint path's copy (after the write, failed
-// or not: what storage holds is then unknown).
+// putConnection writes a connection and drops its snapshot (after the write, failed or not:
+// what storage holds is then unknown).
 func (b *backend) putConnection(ctx context.Context, s logical.Storage, name string, c *connectionEntry) error {
-	defer b.conns.drop(name)
+	defer b.snaps.drop(name)
 	return putJSON(ctx, s, connectionsPrefix+name, c)
 }
 
-// cachedConnection is getConnection through the mint path's cache. The entry is shared:
-// read it, never change it.
-func (b *backend) cachedConnection(ctx context.Context, s logical.Storage, name string) (*connectionEntry, error) {
-	return readThrough(b.conns, name, func() (*connectionEntry, error) {
-		c, err := getConnection(ctx, s, name)
-		if c != nil {
-			// Most connections of a mount share one CA bundle (or none): keep one copy.
-			c.CACert = unique.Make(c.CACert).Value()
-		}
-		return c, err
-	})
+// allowsRole reports whether a role of this name may mint for username on the connection, and
+// if not, which field forbids it (for the 400).
+func (c *connectionEntry) allowsRole(role, username string) *fieldError {
+	if c.AllowedRoles != nil && !strutil.StrListContainsGlob(c.AllowedRoles, role) {
+		return fieldErr("connection", "does not allow this role: add the role's name (or a glob) to the connection's allowed_roles")
+	}
+	if c.AllowedUsernames != nil && !strutil.StrListContainsGlob(c.AllowedUsernames, username) {
+		return fieldErr("username", "is not in the connection's allowed_usernames: use an allowed user or ask the connection's admin to allow it")
+	}
+	if !c.AllowPrivilegedRoles && username != "" && (strings.EqualFold(username, c.DeployUsername) || strings.EqualFold(username, c.VerifyUsername)) {
+		return fieldErr("username", "is the connection's deploy_username or verify_username, which roles may not mint for unless the connection sets allow_privileged_roles=true")
+	}
+	return nil
 }
 
 var (

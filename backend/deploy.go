@@ -29,31 +29,28 @@ func (c *connectionEntry) component() (typ, fullName string) {
 
 // metadataSession mints a token for deploy_username to call the Metadata API with. It signs
 // with the active key and falls back to the pending one (Salesforce may already hold the new
-// certificate). The token is revoked by release once the step is done.
+// certificate); both are bound to the same origin, or the rotation would not deploy. The token
+// is revoked by release once the step is done.
 func (b *backend) metadataSession(ctx context.Context, s logical.Storage, name string, conn *connectionEntry, ring *keyRing) (*salesforce.Client, salesforce.Session, func(), error) {
 	var sess salesforce.Session
 	active := ring.active()
 	if active == nil {
 		return nil, sess, nil, errors.New("no active key")
 	}
-	tok, err := b.requestToken(ctx, s, name, conn, active.Version, conn.DeployUsername)
+	tok, k, err := b.prove(ctx, s, name, conn, ring, active, conn.DeployUsername)
 	if err != nil && salesforce.KeyRefused(err) && ring.pending() != nil {
-		tok, err = b.requestToken(ctx, s, name, conn, ring.pending().Version, conn.DeployUsername)
+		tok, k, err = b.prove(ctx, s, name, conn, ring, ring.pending(), conn.DeployUsername)
 	}
 	if err != nil {
 		return nil, sess, nil, fmt.Errorf("getting a token for deploy_username %s: %w", conn.DeployUsername, err)
 	}
-	client, err := b.client(name, conn)
-	if err != nil {
-		return nil, sess, nil, err
-	}
-	sess = salesforce.Session{InstanceURL: tok.InstanceURL, AccessToken: tok.AccessToken, APIVersion: conn.APIVersion, AllowNonSalesforceHost: conn.AllowNonSalesforceHost}
+	sess = salesforce.Session{InstanceURL: tok.InstanceURL, AccessToken: tok.AccessToken, APIVersion: conn.APIVersion, AllowNonSalesforceHost: k.origin.AllowNonSalesforceHost}
 	release := func() {
 		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		b.revokeQuietly(rctx, name, conn, tok.AccessToken)
+		b.revokeQuietly(rctx, name, k.client, tok.AccessToken)
 	}
-	return client, sess, release, nil
+	return k.client, sess, release, nil
 }
 
 // deployCertificate reads the app's current definition and deploys it back with certificate

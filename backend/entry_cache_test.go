@@ -71,13 +71,25 @@ func TestReadThroughCachesOnlyFoundEntries(t *testing.T) {
 }
 
 // Writers and readers race on one connection through the real storage helpers: once the
-// writers stop, the mint path's cached copy must be the last write, not a stale fill.
-func TestConnectionCacheNeverKeepsAStaleEntry(t *testing.T) {
+// writers stop, the mint path's snapshot must hold the last write, not a stale fill.
+func TestConnectionSnapshotNeverKeepsAStaleEntry(t *testing.T) {
 	b := newBackend()
 	s := &logical.InmemStorage{}
 	ctx := context.Background()
+	conn := &connectionEntry{LoginURL: "https://login.salesforce.com", KeyType: "rsa-2048", CertificateTTL: defaultCertificateTTL}
+	ring := &keyRing{}
+	v, err := b.newKeyVersion(ctx, s, "c", conn, ring, statusActive, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring.Versions = []*keyVersion{v}
+	if err := b.putKeyRing(ctx, s, "c", ring); err != nil {
+		t.Fatal(err)
+	}
 	write := func(i int) {
-		if err := b.putConnection(ctx, s, "c", &connectionEntry{ConsumerKey: fmt.Sprintf("key%04d", i)}); err != nil {
+		c := *conn
+		c.ConsumerKey = fmt.Sprintf("key%04d", i)
+		if err := b.putConnection(ctx, s, "c", &c); err != nil {
 			t.Error(err)
 		}
 	}
@@ -95,7 +107,7 @@ func TestConnectionCacheNeverKeepsAStaleEntry(t *testing.T) {
 					return
 				default:
 				}
-				if _, err := b.cachedConnection(ctx, s, "c"); err != nil {
+				if _, err := b.snapshot(ctx, s, "c"); err != nil {
 					t.Error(err)
 					return
 				}
@@ -107,8 +119,8 @@ func TestConnectionCacheNeverKeepsAStaleEntry(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	got, err := b.cachedConnection(ctx, s, "c")
-	if err != nil || got == nil || got.ConsumerKey != fmt.Sprintf("key%04d", writes) {
+	got, err := b.snapshot(ctx, s, "c")
+	if err != nil || got == nil || got.entry.ConsumerKey != fmt.Sprintf("key%04d", writes) {
 		t.Fatalf("after the last write the mint path sees %+v (%v)", got, err)
 	}
 }

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -49,12 +50,26 @@ func quoteAll(ss []string) string {
 }
 
 // validName checks a connection or role name taken from the path. The route regex already keeps
-// slashes and dots-only names out; this bounds the length for storage keys and logs.
+// slashes out; this bounds the length for storage keys and logs, and refuses "..", which
+// Vault's storage will not take in a key (a 500 otherwise) and a role could not name.
 func validName(name string) *logical.Response {
 	if len(name) > maxNameLength {
 		return logical.ErrorResponse("name is %d characters long: use at most %d", len(name), maxNameLength)
 	}
+	if strings.Contains(name, "..") {
+		return logical.ErrorResponse("name must not contain \"..\": use letters, digits, '-', '_' and single dots")
+	}
 	return nil
+}
+
+// errorResponse turns a handler's error into its answer: a field error (wrapped or not) is the
+// caller's 400, anything else a 500.
+func errorResponse(err error) (*logical.Response, error) {
+	var fe *fieldError
+	if errors.As(err, &fe) {
+		return fe.response(), nil
+	}
+	return nil, err
 }
 
 // seconds reads a TypeDurationSecond field as a duration.
@@ -78,7 +93,7 @@ func durationField(d *framework.FieldData, name string, min, max time.Duration, 
 		if allowZero {
 			bounds += " (or 0 to turn it off)"
 		}
-		return 0, true, fieldErr(name, "is %s: it must be %s", v, bounds)
+		return 0, true, fieldErr(name, "must be %s", bounds)
 	}
 	return v, true, nil
 }
@@ -90,7 +105,7 @@ func oneOf(field, v string, allowed ...string) *fieldError {
 			return nil
 		}
 	}
-	return fieldErr(field, "is %q: use one of %s", v, strings.Join(allowed, ", "))
+	return fieldErr(field, "must be one of %s", strings.Join(allowed, ", "))
 }
 
 // wholeNumber refuses a fractional value for an integer field: Vault's TypeInt silently
@@ -114,7 +129,7 @@ func wholeNumber(d *framework.FieldData, field string) *fieldError {
 		return nil // ints and the like
 	}
 	if _, err := strconv.ParseInt(s, 10, 64); err != nil {
-		return fieldErr(field, "is %q: give a whole number", s)
+		return fieldErr(field, "must be a whole number")
 	}
 	return nil
 }

@@ -39,6 +39,10 @@ type keyVersion struct {
 	ActivatedAt       time.Time `json:"activated_at,omitempty"`
 	ArchivedAt        time.Time `json:"archived_at,omitempty"`
 	DestroyedAt       time.Time `json:"destroyed_at,omitempty"`
+	// BoundOrigin is the id of the origin (keyRing.Origins) the key was made for and may sign
+	// for. Empty in rings written before origins were kept: such a key is bound to the
+	// connection's origin, which is pinned into the ring before it may change.
+	BoundOrigin string `json:"bound_origin,omitempty"`
 }
 
 // keyRing is a connection's versions and its rotation state, stored as one entry so that a
@@ -46,6 +50,48 @@ type keyVersion struct {
 type keyRing struct {
 	Versions []*keyVersion `json:"versions"`
 	Rotation rotationState `json:"rotation"`
+	// Origins are the origins keys are bound to, by id. Kept after their keys are destroyed:
+	// a lease minted there is still revoked there.
+	Origins map[string]*origin `json:"origins,omitempty"`
+}
+
+// bind records that v is made for conn's current origin.
+func (r *keyRing) bind(v *keyVersion, conn *connectionEntry) {
+	o := originOf(conn)
+	id := o.id()
+	if r.Origins == nil {
+		r.Origins = map[string]*origin{}
+	}
+	r.Origins[id] = o
+	v.BoundOrigin = id
+}
+
+// pinLegacy binds every version that predates origins to conn's current origin, so that a
+// change of the connection's origin cannot carry them along. It reports whether it changed r.
+func (r *keyRing) pinLegacy(conn *connectionEntry) bool {
+	changed := false
+	for _, v := range r.Versions {
+		if v.BoundOrigin == "" {
+			r.bind(v, conn)
+			changed = true
+		}
+	}
+	return changed
+}
+
+// originFor is the origin v may sign for, and its id.
+func (r *keyRing) originFor(v *keyVersion, conn *connectionEntry) (*origin, string) {
+	if v.BoundOrigin == "" {
+		o := originOf(conn)
+		return o, o.id()
+	}
+	return r.Origins[v.BoundOrigin], v.BoundOrigin
+}
+
+// boundToCurrent reports whether v is made for the origin conn names now.
+func (r *keyRing) boundToCurrent(v *keyVersion, conn *connectionEntry) bool {
+	_, id := r.originFor(v, conn)
+	return id == originOf(conn).id()
 }
 
 func (r *keyRing) byStatus(status string) *keyVersion {
@@ -111,37 +157,11 @@ func getKeyRing(ctx context.Context, s logical.Storage, conn string) (*keyRing, 
 	return &r, nil
 }
 
-// putKeyRing writes a key ring and drops the mint path's copy (after the write, failed or not:
-// what storage holds is then unknown).
+// putKeyRing writes a key ring and drops the connection's snapshot (after the write, failed or
+// not: what storage holds is then unknown).
 func (b *backend) putKeyRing(ctx context.Context, s logical.Storage, conn string, r *keyRing) error {
-	defer b.rings.drop(conn)
+	defer b.snaps.drop(conn)
 	return putJSON(ctx, s, keyringPrefix+conn, r)
-}
-
-// mintKeys is what the mint path needs of a key ring: which versions to sign with. The cache
-// holds only this, not the ring (certificates, dates, rotation state), so that a thousand
-// connections cost a few kilobytes.
-type mintKeys struct {
-	active, pending int // 0: none
-}
-
-// cachedMintKeys reads a connection's key versions through the mint path's cache; nil when the
-// connection has no key ring.
-func (b *backend) cachedMintKeys(ctx context.Context, s logical.Storage, conn string) (*mintKeys, error) {
-	return readThrough(b.rings, conn, func() (*mintKeys, error) {
-		r, err := getKeyRing(ctx, s, conn)
-		if err != nil || r == nil {
-			return nil, err
-		}
-		k := &mintKeys{}
-		if v := r.active(); v != nil {
-			k.active = v.Version
-		}
-		if v := r.pending(); v != nil {
-			k.pending = v.Version
-		}
-		return k, nil
-	})
 }
 
 // keyMaterial is the only storage entry that holds a private key.
@@ -196,7 +216,8 @@ func deleteAllKeyMaterial(ctx context.Context, s logical.Storage, conn string) e
 // stores its private key. The caller adds the version to the ring and stores the ring: until
 // then the material is unreferenced, so a failure leaves nothing a reader can see.
 func (b *backend) newKeyVersion(ctx context.Context, s logical.Storage, name string, conn *connectionEntry,
-	version int, status string, key *rsa.PrivateKey, cert *x509.Certificate) (*keyVersion, error) {
+	ring *keyRing, status string, key *rsa.PrivateKey, cert *x509.Certificate) (*keyVersion, error) {
+	version := ring.nextVersion()
 	now := b.now().UTC()
 	origin := originImported
 	if key == nil {
@@ -209,8 +230,8 @@ func (b *backend) newKeyVersion(ctx context.Context, s logical.Storage, name str
 	var certPEM string
 	if cert == nil {
 		subject, err := keyutil.ParseSubject(conn.subject(name))
-		if err != nil {
-			return nil, fieldErr("certificate_subject", "%s", err)
+		if err != nil { // validated at write; a subject stored by an older release may not be
+			return nil, fieldErr("certificate_subject", "%s: write a valid one on the connection", err)
 		}
 		certPEM, cert, err = keyutil.SelfSign(nil, key, keyutil.CertRequest{Subject: subject, Now: now, NotAfter: now.Add(conn.CertificateTTL)})
 		if err != nil {
@@ -235,5 +256,6 @@ func (b *backend) newKeyVersion(ctx context.Context, s logical.Storage, name str
 	if status == statusActive {
 		v.ActivatedAt = now
 	}
+	ring.bind(v, conn)
 	return v, nil
 }

@@ -41,7 +41,7 @@ func keyNeedles(t *testing.T, k *rsa.PrivateKey) []string {
 func TestPrivateKeysNeverLeak(t *testing.T) {
 	e := newTestEnv(t)
 	imported := newRSA(t, 2048)
-	e.createConnection("prod", map[string]any{"verify_username": e.seed.User.Username})
+	e.createConnection("prod", map[string]any{"verify_username": e.seed.User.Username, "allow_privileged_roles": true})
 	e.read("connections/prod")
 	e.read("connections/prod/certificate")
 	e.list("connections/prod/keys/")

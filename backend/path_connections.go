@@ -22,7 +22,15 @@ func connectionFields() map[string]*framework.FieldSchema {
 		"consumer_key": {Type: framework.TypeString, Required: true,
 			Description: "The app's consumer key (Setup > App Manager > View > Consumer Key); the JWT iss."},
 		"login_url": {Type: framework.TypeString, Default: defaultLoginURL,
-			Description: "Where token, revoke and userinfo requests go: https://login.salesforce.com, https://test.salesforce.com, a My Domain (https://acme.my.salesforce.com, https://acme--uat.sandbox.my.salesforce.com) or an Experience Cloud site URL. https only."},
+			Description: "Where token, revoke and userinfo requests go: https://login.salesforce.com, https://test.salesforce.com, a My Domain (https://acme.my.salesforce.com, https://acme--uat.sandbox.my.salesforce.com), or with allow_community_login an Experience Cloud site URL (https://acme.my.site.com/customers). https only; a login host takes no path. Changing it (or audience, ca_cert, allow_non_salesforce_host, allow_community_login) on an existing connection starts a re-key: existing keys keep signing only for the previous origin, and a new key must be proven at the new one (register its certificate on the app) before reads move there."},
+		"allow_community_login": {Type: framework.TypeBool, Default: false,
+			Description: "Allow an Experience Cloud / Sites login_url (*.my.site.com, *.my.salesforce-sites.com, *.force.com), with at most a site prefix as its path. Off by default: anyone with an org can publish a site on those domains."},
+		"allowed_roles": {Type: framework.TypeCommaStringSlice, Default: []string{"*"},
+			Description: "Role names or globs (e.g. \"app-*\") that may use this connection; enforced when a role is written and again at every mint. Default: every role."},
+		"allowed_usernames": {Type: framework.TypeCommaStringSlice, Default: []string{"*"},
+			Description: "Salesforce usernames or globs (e.g. \"*@integrations.acme.com\") that roles on this connection may mint for; enforced at role write and at mint. Default: any user."},
+		"allow_privileged_roles": {Type: framework.TypeBool, Default: false,
+			Description: "Allow roles to mint for deploy_username or verify_username. Off by default: the deploy user can change the org's metadata and is never meant for an application."},
 		"audience": {Type: framework.TypeString,
 			Description: "The JWT aud. Default: https://test.salesforce.com for test.salesforce.com and *.sandbox.my.salesforce.com, else https://login.salesforce.com. Write an empty string to return to the default."},
 		"allow_non_salesforce_host": {Type: framework.TypeBool, Default: false,
@@ -134,8 +142,12 @@ func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request,
 	if ferr := applyConnectionFields(conn, d, now); ferr != nil {
 		return ferr.response(), nil
 	}
+	if ferr := validSubject(conn.subject(name)); ferr != nil {
+		return ferr.response(), nil
+	}
 	conn.UpdatedAt = now
 
+	var warnings []string
 	if old == nil {
 		if resp, err := b.createConnection(ctx, req.Storage, name, conn, d); resp != nil || err != nil {
 			return resp, err
@@ -146,19 +158,58 @@ func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request,
 				return fieldErr(f, "can only be given when the connection is created: use connections/%s/import to add a key to an existing ring", name).response(), nil
 			}
 		}
-		if err := b.putConnection(ctx, req.Storage, name, conn); err != nil {
-			return nil, err
-		}
 		// Tokens already minted stay valid at Salesforce, so cached tokens survive a settings
-		// change (a new consumer key included); only the HTTP client is rebuilt.
-		b.clients.drop(name)
+		// change (a new consumer key included).
+		resp, w, err := b.updateConnection(ctx, req.Storage, name, old, conn)
+		if resp != nil || err != nil {
+			return resp, err
+		}
+		warnings = w
 	}
 	ring, err := getKeyRing(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}
 	b.scheduleConnection(name, conn, ring)
-	return b.connectionResponse(name, conn, ring)
+	resp, err := b.connectionResponse(name, conn, ring)
+	for _, w := range warnings {
+		resp.AddWarning(w)
+	}
+	return resp, err
+}
+
+// updateConnection writes changed settings. A change of origin (login_url, audience, trust) is
+// a re-key: the ring's keys are pinned to the old origin first, so that none of them ever signs
+// for the new one, and a fresh pending key is made for the new origin, to be proven there.
+// The connection write sits between the two ring writes; a crash after it leaves the active key
+// pinned to the old origin, and the schedule starts the re-key on its next tick.
+func (b *backend) updateConnection(ctx context.Context, s logical.Storage, name string, old, conn *connectionEntry) (*logical.Response, []string, error) {
+	if originOf(old).id() == originOf(conn).id() {
+		return nil, nil, b.putConnection(ctx, s, name, conn)
+	}
+	ring, err := getKeyRing(ctx, s, name)
+	if err != nil || ring == nil {
+		return nil, nil, err
+	}
+	if ring.Rotation.inFlight() {
+		return logical.ErrorResponse("a key rotation of connection %q is in flight (state %s): let it finish or fail before changing login_url, audience, ca_cert, allow_non_salesforce_host or allow_community_login", name, ring.Rotation.State), nil, nil
+	}
+	if ring.pinLegacy(old) {
+		if err := b.putKeyRing(ctx, s, name, ring); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := b.putConnection(ctx, s, name, conn); err != nil {
+		return nil, nil, err
+	}
+	prev := originOf(old)
+	b.Logger().Info("connection origin changed: re-keying", "connection", name, "previous_login_url", prev.LoginURL, "login_url", conn.LoginURL)
+	w := fmt.Sprintf("login_url, audience or trust settings changed: the existing keys keep signing only for the previous origin (%s), where reads keep going until a key made for the new one is proven there. Register the new pending_certificate (connections/%s/certificate) on the app; reads move once Salesforce accepts it", prev.LoginURL, name)
+	if err := b.startRotation(ctx, s, name, conn, ring, triggerOriginChange, false); err != nil {
+		b.Logger().Error("starting the re-key failed; the schedule retries it", "connection", name, "error", err)
+		return nil, []string{w, "the new key could not be made yet; the periodic func retries"}, nil
+	}
+	return nil, []string{w}, nil
 }
 
 // createConnection stores key version 1 (generated or imported), the ring, then the
@@ -173,15 +224,12 @@ func (b *backend) createConnection(ctx context.Context, s logical.Storage, name 
 	if err := deleteAllKeyMaterial(ctx, s, name); err != nil {
 		return nil, err
 	}
-	b.signers.drop(name)
-	v, err := b.newKeyVersion(ctx, s, name, conn, 1, statusActive, key, cert)
+	ring := &keyRing{Rotation: rotationState{State: stateIdle}}
+	v, err := b.newKeyVersion(ctx, s, name, conn, ring, statusActive, key, cert)
 	if err != nil {
-		if fe, ok := err.(*fieldError); ok {
-			return fe.response(), nil
-		}
-		return nil, err
+		return errorResponse(err)
 	}
-	ring := &keyRing{Versions: []*keyVersion{v}, Rotation: rotationState{State: stateIdle}}
+	ring.Versions = []*keyVersion{v}
 	if err := b.putKeyRing(ctx, s, name, ring); err != nil {
 		b.undoCreate(ctx, s, name)
 		return nil, err
@@ -195,14 +243,13 @@ func (b *backend) createConnection(ctx context.Context, s logical.Storage, name 
 }
 
 func (b *backend) undoCreate(ctx context.Context, s logical.Storage, name string) {
-	defer b.rings.drop(name)
+	defer b.snaps.drop(name)
 	if err := s.Delete(ctx, keyringPrefix+name); err != nil {
 		b.Logger().Error("cleaning up a failed connection create", "connection", name, "error", err)
 	}
 	if err := deleteAllKeyMaterial(ctx, s, name); err != nil {
 		b.Logger().Error("cleaning up a failed connection create", "connection", name, "error", err)
 	}
-	b.signers.drop(name)
 }
 
 // applyConnectionFields sets the given fields on c and checks the result as a whole.
@@ -220,14 +267,32 @@ func applyConnectionFields(c *connectionEntry, d *framework.FieldData, now time.
 		c.ConsumerKeySetAt = now
 	}
 	str("login_url", &c.LoginURL)
-	if v, ok := d.GetOk("allow_non_salesforce_host"); ok {
-		c.AllowNonSalesforceHost = v.(bool)
+	for _, f := range []struct {
+		field string
+		dst   *bool
+	}{
+		{"allow_non_salesforce_host", &c.AllowNonSalesforceHost},
+		{"allow_community_login", &c.AllowCommunityLogin},
+		{"allow_privileged_roles", &c.AllowPrivilegedRoles},
+	} {
+		if v, ok := d.GetOk(f.field); ok {
+			*f.dst = v.(bool)
+		}
 	}
-	loginURL, err := salesforce.ValidateLoginURL(c.LoginURL, c.AllowNonSalesforceHost)
+	loginURL, err := salesforce.ValidateLoginURL(c.LoginURL, salesforce.HostPolicy{AllowNonSalesforce: c.AllowNonSalesforceHost, AllowCommunity: c.AllowCommunityLogin})
 	if err != nil {
 		return fieldErr("login_url", "%s", err)
 	}
 	c.LoginURL = loginURL
+	for _, f := range []struct {
+		field string
+		dst   *[]string
+		lower bool
+	}{{"allowed_roles", &c.AllowedRoles, false}, {"allowed_usernames", &c.AllowedUsernames, true}} {
+		if ferr := globListField(d, f.field, f.dst, f.lower); ferr != nil {
+			return ferr
+		}
+	}
 
 	if str("audience", &c.Audience) && c.Audience != "" {
 		aud, err := salesforce.ValidateAudience(c.Audience)
@@ -246,11 +311,7 @@ func applyConnectionFields(c *connectionEntry, d *framework.FieldData, now time.
 			return ferr
 		}
 	}
-	if str("certificate_subject", &c.CertificateSubject) && c.CertificateSubject != "" {
-		if _, err := keyutil.ParseSubject(c.CertificateSubject); err != nil {
-			return fieldErr("certificate_subject", "%s", err)
-		}
-	}
+	str("certificate_subject", &c.CertificateSubject) // checked with the default, by the caller
 	if str("deploy", &c.Deploy) {
 		if ferr := oneOf("deploy", c.Deploy, deployManual, deployMetadataAPI); ferr != nil {
 			return ferr
@@ -262,10 +323,10 @@ func applyConnectionFields(c *connectionEntry, d *framework.FieldData, now time.
 		}
 	}
 	if str("app_name", &c.AppName) && c.AppName != "" && !appNameRe.MatchString(c.AppName) {
-		return fieldErr("app_name", "%q is not an API name: start with a letter, then letters, digits or underscores (at most 80)", c.AppName)
+		return fieldErr("app_name", "is not an API name: start with a letter, then letters, digits or underscores (at most 80)")
 	}
 	if str("eca_oauth_settings_name", &c.ECAOAuthSettingsName) && c.ECAOAuthSettingsName != "" && !appNameRe.MatchString(c.ECAOAuthSettingsName) {
-		return fieldErr("eca_oauth_settings_name", "%q is not an API name: start with a letter, then letters, digits or underscores (at most 80)", c.ECAOAuthSettingsName)
+		return fieldErr("eca_oauth_settings_name", "is not an API name: start with a letter, then letters, digits or underscores (at most 80)")
 	}
 	for _, f := range []struct {
 		field string
@@ -278,7 +339,7 @@ func applyConnectionFields(c *connectionEntry, d *framework.FieldData, now time.
 		}
 	}
 	if str("api_version", &c.APIVersion) && !apiVersionRe.MatchString(c.APIVersion) {
-		return fieldErr("api_version", "%q is not a Salesforce API version: use the form 62.0", c.APIVersion)
+		return fieldErr("api_version", "is not a Salesforce API version: use the form 62.0")
 	}
 	if ferr := wholeNumber(d, "keep_archived_keys"); ferr != nil {
 		return ferr
@@ -311,6 +372,48 @@ func applyConnectionFields(c *connectionEntry, d *framework.FieldData, now time.
 		}
 	}
 	return c.validate()
+}
+
+// validSubject checks the subject new certificates will get, the default included: a long
+// connection name or an old stored value must fail here, naming the field, not at key creation.
+func validSubject(subject string) *fieldError {
+	if _, err := keyutil.ParseSubject(subject); err != nil {
+		return fieldErr("certificate_subject", "%s", err)
+	}
+	return nil
+}
+
+// maxGlobs and maxGlobLength bound the scoping lists: they are matched at every mint.
+const (
+	maxGlobs      = 64
+	maxGlobLength = 256
+)
+
+// globListField reads an optional list of names or globs. An empty list allows nothing.
+func globListField(d *framework.FieldData, field string, dst *[]string, lower bool) *fieldError {
+	raw, ok := d.GetOk(field)
+	if !ok {
+		return nil
+	}
+	out := []string{}
+	for _, g := range raw.([]string) {
+		g = strings.TrimSpace(g)
+		if g == "" {
+			continue
+		}
+		if len(g) > maxGlobLength || hasControlOrFormat(g) {
+			return fieldErr(field, "has an entry that is not a name or glob of at most %d printable characters", maxGlobLength)
+		}
+		if lower {
+			g = strings.ToLower(g)
+		}
+		out = append(out, g)
+	}
+	if len(out) > maxGlobs {
+		return fieldErr(field, "has %d entries: use at most %d (globs such as app-* cover many)", len(out), maxGlobs)
+	}
+	*dst = out
+	return nil
 }
 
 func validCABundle(pemData string) *fieldError {
@@ -361,6 +464,10 @@ func (b *backend) connectionResponse(name string, c *connectionEntry, ring *keyR
 		"propagation_timeout":       secs(c.PropagationTimeout),
 		"api_version":               c.APIVersion,
 		"consumer_key_max_age":      secs(c.ConsumerKeyMaxAge),
+		"allow_community_login":     c.AllowCommunityLogin,
+		"allowed_roles":             globsOrAll(c.AllowedRoles),
+		"allowed_usernames":         globsOrAll(c.AllowedUsernames),
+		"allow_privileged_roles":    c.AllowPrivilegedRoles,
 		"created_at":                formatTime(c.CreatedAt),
 		"updated_at":                formatTime(c.UpdatedAt),
 	}
@@ -390,6 +497,14 @@ func (b *backend) connectionResponse(name string, c *connectionEntry, ring *keyR
 	return resp, nil
 }
 
+// globsOrAll is a scoping list as the API shows it: nil (an entry from before scoping) is "*".
+func globsOrAll(l []string) []string {
+	if l == nil {
+		return []string{"*"}
+	}
+	return l
+}
+
 // connectionWarnings are what an operator should act on before it becomes an outage.
 func (b *backend) connectionWarnings(c *connectionEntry, ring *keyRing) []string {
 	now := b.now()
@@ -399,6 +514,13 @@ func (b *backend) connectionWarnings(c *connectionEntry, ring *keyRing) []string
 	}
 	if ring.Rotation.State == stateFailed {
 		w = append(w, "the last key rotation failed: "+ring.Rotation.LastError)
+	}
+	if a := ring.active(); a != nil && !ring.boundToCurrent(a, c) {
+		where := "a previous login_url"
+		if o, _ := ring.originFor(a, c); o != nil {
+			where = o.LoginURL
+		}
+		w = append(w, fmt.Sprintf("the active key (version %d) was made for %s and signs only there, so reads still go there: register the pending certificate on the app so that a key made for the current login_url is proven and promoted", a.Version, where))
 	}
 	if c.ConsumerKeyMaxAge > 0 && !c.ConsumerKeySetAt.IsZero() && now.Sub(c.ConsumerKeySetAt) > c.ConsumerKeyMaxAge {
 		w = append(w, fmt.Sprintf("consumer_key was set %s, longer ago than consumer_key_max_age: consider regenerating the app's consumer key", formatTime(c.ConsumerKeySetAt)))
@@ -421,8 +543,7 @@ func (b *backend) pathConnectionDelete(ctx context.Context, req *logical.Request
 	// The connection entry goes first so the connection disappears at once; the key material
 	// follows. A failure part-way leaves only unreferenced entries, which a new connection of
 	// the same name clears before writing its own.
-	defer b.conns.drop(name)
-	defer b.rings.drop(name)
+	defer b.snaps.drop(name)
 	for _, key := range []string{connectionsPrefix + name, keyringPrefix + name} {
 		if err := req.Storage.Delete(ctx, key); err != nil {
 			return nil, err
@@ -431,8 +552,6 @@ func (b *backend) pathConnectionDelete(ctx context.Context, req *logical.Request
 	if err := deleteAllKeyMaterial(ctx, req.Storage, name); err != nil {
 		return nil, err
 	}
-	b.clients.drop(name)
-	b.signers.drop(name)
 	b.unscheduleConnection(name)
 	b.Logger().Info("deleted connection and destroyed its keys", "connection", name)
 	return nil, nil

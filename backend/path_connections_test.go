@@ -66,7 +66,7 @@ func TestConnectionDefaultLoginURLAndAudience(t *testing.T) {
 		{"https://acme.my.salesforce.com", "https://login.salesforce.com"},
 		{"https://acme.my.site.com/customers", "https://login.salesforce.com"},
 	} {
-		data := map[string]any{"consumer_key": "3MVGabc"}
+		data := map[string]any{"consumer_key": "3MVGabc", "allow_community_login": true}
 		if tc.loginURL != "" {
 			data["login_url"] = tc.loginURL
 		}

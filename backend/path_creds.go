@@ -51,32 +51,53 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 	if !role.allows(req) {
 		return nil, logical.ErrPermissionDenied
 	}
-	if role.TokenMode == tokenModePerLease {
-		return b.credsPerLease(ctx, req, name, role)
+	snap, err := b.connectionFor(ctx, req.Storage, name, role)
+	if err != nil {
+		return mintErrorResponse(err)
 	}
-	t, err := b.sharedToken(ctx, req.Storage, name, role)
+	if role.TokenMode == tokenModePerLease {
+		return b.credsPerLease(ctx, req, name, role, snap)
+	}
+	t, err := b.sharedToken(ctx, req.Storage, name, role, snap)
 	if err != nil {
 		return mintErrorResponse(err)
 	}
 	return &logical.Response{Data: b.tokenData(t)}, nil
 }
 
+// connectionFor is the snapshot of the role's connection, once the connection is known to allow
+// the role: checked on every read, cached token or not, because the connection's scope may
+// have narrowed since the role was written.
+func (b *backend) connectionFor(ctx context.Context, s logical.Storage, name string, role *roleEntry) (*connSnapshot, error) {
+	snap, err := b.snapshot(ctx, s, role.Connection)
+	if err != nil {
+		return nil, err
+	}
+	if snap == nil {
+		return nil, &mintRefused{fmt.Sprintf("role %q names connection %q, which does not exist", name, role.Connection)}
+	}
+	if ferr := snap.entry.allowsRole(name, role.Username); ferr != nil {
+		return nil, &mintRefused{fmt.Sprintf("role %q may not mint on connection %q: %s", name, role.Connection, ferr)}
+	}
+	return snap, nil
+}
+
 // sharedToken returns the role's cached token, or mints one if it has less than the role's ttl
 // left. Concurrent readers of a cold role share one token request.
-func (b *backend) sharedToken(ctx context.Context, s logical.Storage, name string, role *roleEntry) (*mintedToken, error) {
-	if t := b.tokens.fresh(name, b.now(), role.TTL); t != nil {
+func (b *backend) sharedToken(ctx context.Context, s logical.Storage, name string, role *roleEntry, snap *connSnapshot) (*mintedToken, error) {
+	if t := b.tokens.fresh(name, role, b.now()); t != nil {
 		return t, nil
 	}
-	ch := b.tokens.flight.DoChan(name, func() (any, error) {
-		if t := b.tokens.fresh(name, b.now(), role.TTL); t != nil {
+	gen := b.tokens.generation(name)
+	ch := b.tokens.flight.DoChan(flightKey(name, role, gen), func() (any, error) {
+		if t := b.tokens.fresh(name, role, b.now()); t != nil {
 			return t, nil // a mint finished between our check and joining the flight
 		}
-		gen := b.tokens.generation(name)
 		// Detach from the first reader's request: the others wait on this mint too, and one
 		// reader giving up must not fail them all. The client's retry budget bounds it.
 		mctx, cancel := context.WithTimeout(b.ctx, b.retry.Budget+5*time.Second)
 		defer cancel()
-		t, err := b.mint(mctx, s, name, role)
+		t, err := b.mint(mctx, s, name, role, snap)
 		if err != nil {
 			return nil, err
 		}
@@ -95,14 +116,15 @@ func (b *backend) sharedToken(ctx context.Context, s logical.Storage, name strin
 }
 
 // credsPerLease mints a fresh token under a lease that expires no later than the token.
-func (b *backend) credsPerLease(ctx context.Context, req *logical.Request, name string, role *roleEntry) (*logical.Response, error) {
-	t, err := b.mint(ctx, req.Storage, name, role)
+func (b *backend) credsPerLease(ctx context.Context, req *logical.Request, name string, role *roleEntry, snap *connSnapshot) (*logical.Response, error) {
+	t, err := b.mint(ctx, req.Storage, name, role, snap)
 	if err != nil {
 		return mintErrorResponse(err)
 	}
 	resp := b.Secret(secretTypeToken).Response(b.tokenData(t), map[string]any{
 		"access_token": t.token.AccessToken,
 		"connection":   role.Connection,
+		"origin_id":    t.originID, // where it is revoked, whatever the connection says by then
 		"role":         name,
 		"expires_at":   t.expiresAt.Format(time.RFC3339),
 	})
@@ -170,16 +192,18 @@ func (b *backend) renewToken(ctx context.Context, req *logical.Request, _ *frame
 	return &logical.Response{Secret: req.Secret}, nil
 }
 
-// revokeToken revokes a per-lease token at Salesforce. It is idempotent (an already invalid
-// token counts as revoked) and never blocks `secrets disable`: while the mount is being torn
-// down, failures are logged and the lease is let go.
+// revokeToken revokes a per-lease token at the origin that issued it. It is idempotent (an
+// already invalid token counts as revoked). A revoke that cannot be done fails, so Vault keeps
+// the lease and retries; only while the mount is being disabled are failures let go, so that
+// `secrets disable` is never blocked.
 func (b *backend) revokeToken(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	token, _ := req.Secret.InternalData["access_token"].(string)
 	connName, _ := req.Secret.InternalData["connection"].(string)
+	originID, _ := req.Secret.InternalData["origin_id"].(string)
 	if token == "" {
 		return nil, nil
 	}
-	err := b.revokeAt(ctx, req.Storage, connName, token)
+	err := b.revokeAt(ctx, req.Storage, connName, originID, token)
 	if err == nil {
 		return nil, nil
 	}
@@ -191,20 +215,27 @@ func (b *backend) revokeToken(ctx context.Context, req *logical.Request, _ *fram
 	return nil, err
 }
 
-// revokeAt revokes a token through a connection's client. A token whose connection is gone
-// cannot be revoked by us; it dies at its session timeout.
-func (b *backend) revokeAt(ctx context.Context, s logical.Storage, connName, token string) error {
-	conn, err := b.cachedConnection(ctx, s, connName)
+// revokeAt revokes a token at the origin originID of connection connName. Leases written
+// before origins were recorded (originID empty) are revoked at the active key's origin. When
+// the connection or the origin is gone the token cannot be revoked where it was issued: that is
+// an error, never a silent success.
+func (b *backend) revokeAt(ctx context.Context, s logical.Storage, connName, originID, token string) error {
+	snap, err := b.snapshot(ctx, s, connName)
 	if err != nil {
 		return err
 	}
-	if conn == nil {
-		b.Logger().Warn("connection of a token to revoke no longer exists; it will expire at Salesforce on its own", "connection", connName)
-		return nil
+	if snap == nil {
+		return &mintRefused{fmt.Sprintf("connection %q, which issued the token, no longer exists: it cannot be revoked at Salesforce and stays valid until its session times out; revoke it in Salesforce (Setup > Session Management) and force-revoke the lease", connName)}
 	}
-	client, err := b.client(connName, conn)
+	if originID == "" && snap.active != nil {
+		originID = snap.active.originID
+	}
+	client, err := snap.revokeClient(b, originID)
 	if err != nil {
 		return err
+	}
+	if client == nil {
+		return &mintRefused{fmt.Sprintf("connection %q no longer knows the login_url that issued the token (it was deleted and made anew): revoke it in Salesforce (Setup > Session Management) and force-revoke the lease", connName)}
 	}
 	return client.Revoke(ctx, token)
 }

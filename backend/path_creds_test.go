@@ -194,7 +194,9 @@ func TestCredsSalesforceRefusalsAre400WithHints(t *testing.T) {
 			e.createRole("app", "prod", nil)
 		}, []string{"invalid_client_id", "consumer_key"}},
 		{"wrong audience", func(e *testEnv) {
-			mustOK(e.t, e.write("connections/prod", map[string]any{"audience": "https://test.salesforce.com"}))
+			// Set at create: a change of audience on an existing connection is a re-key.
+			mustOK(e.t, e.del("connections/prod"))
+			e.createConnection("prod", map[string]any{"audience": "https://test.salesforce.com"})
 			e.createRole("app", "prod", nil)
 		}, []string{"audience is invalid", "audience"}},
 		{"inactive user", func(e *testEnv) {

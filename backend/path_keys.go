@@ -205,7 +205,6 @@ func (b *backend) destroyVersions(ctx context.Context, s logical.Storage, name s
 	if err := b.putKeyRing(ctx, s, name, ring); err != nil {
 		return err
 	}
-	b.signers.drop(name)
 	for _, v := range versions {
 		if err := s.Delete(ctx, keyMaterialPath(name, v.Version)); err != nil {
 			return err
@@ -273,7 +272,7 @@ func (b *backend) pathImport(ctx context.Context, req *logical.Request, d *frame
 		if v.Status == statusDestroyed {
 			continue
 		}
-		if existing, err := b.signer(ctx, req.Storage, name, v.Version); err == nil && existing.PublicKey.Equal(&key.PublicKey) {
+		if existing, err := getKeyMaterial(ctx, req.Storage, name, v.Version); err == nil && existing.PublicKey.Equal(&key.PublicKey) {
 			return fieldErr("private_key", "is already in the ring as version %d (%s)", v.Version, v.Status).response(), nil
 		}
 	}
@@ -287,25 +286,22 @@ func (b *backend) pathImport(ctx context.Context, req *logical.Request, d *frame
 	if activate {
 		status = statusActive
 	}
-	v, err := b.newKeyVersion(ctx, req.Storage, name, conn, ring.nextVersion(), statusPending, key, cert)
+	v, err := b.newKeyVersion(ctx, req.Storage, name, conn, ring, statusPending, key, cert)
 	if err != nil {
-		return nil, err
+		return errorResponse(err)
 	}
 	now := b.now().UTC()
 	ring.Versions = append(ring.Versions, v)
 	if activate {
 		ring.activate(v, now)
 	} else {
-		lastCompleted := ring.Rotation.LastCompletedAt
-		ring.Rotation = newRotation(conn, v.Version, ring.active(), "import", now)
-		ring.Rotation.LastCompletedAt = lastCompleted
+		ring.Rotation = newRotation(conn, ring, v, triggerImport, false, now)
 	}
 	if err := b.putKeyRing(ctx, req.Storage, name, ring); err != nil {
 		// The material is unreferenced; remove it so storage is as it was.
 		_ = req.Storage.Delete(ctx, keyMaterialPath(name, v.Version))
 		return nil, err
 	}
-	b.signers.drop(name)
 	b.scheduleConnection(name, conn, ring)
 	b.Logger().Info("imported key", "connection", name, "key_version", v.Version, "status", status, "fingerprint_sha256", v.FingerprintSHA256)
 	data := keyInfo(v)

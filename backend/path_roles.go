@@ -125,7 +125,10 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 		return nil, err
 	}
 	if conn == nil {
-		return fieldErr("connection", "%q does not exist: create connections/%s first", role.Connection, role.Connection).response(), nil
+		return fieldErr("connection", "does not exist: create it at connections/<name> first (see `vault list <mount>/connections`)").response(), nil
+	}
+	if ferr := conn.allowsRole(name, role.Username); ferr != nil {
+		return ferr.response(), nil
 	}
 	if err := b.putRole(ctx, req.Storage, name, role); err != nil {
 		return nil, err
@@ -178,7 +181,7 @@ func applyRoleFields(r *roleEntry, d *framework.FieldData, create bool) *fieldEr
 	case r.Connection == "":
 		return fieldErr("connection", "is required: the name of a connection (see `vault list <mount>/connections`)")
 	case len(r.Connection) > maxNameLength || !connectionNameRe.MatchString(r.Connection) || strings.Contains(r.Connection, ".."):
-		return fieldErr("connection", "%q is not a connection name: letters, digits, '-', '_' and '.', starting and ending with a letter or digit", r.Connection)
+		return fieldErr("connection", "is not a connection name: letters, digits, '-', '_' and '.', starting and ending with a letter or digit, no '..'")
 	case create && r.Username == "":
 		return fieldErr("username", "is required: the Salesforce username the tokens are for, e.g. integration@acme.com")
 	}
@@ -189,7 +192,7 @@ func applyRoleFields(r *roleEntry, d *framework.FieldData, create bool) *fieldEr
 		return ferr
 	}
 	if err := r.parseCIDRs(); err != nil {
-		return fieldErr("bound_cidrs", "has an entry that is neither a CIDR nor an address (%s): use e.g. 10.0.0.0/8,192.168.1.10", err)
+		return fieldErr("bound_cidrs", "has an entry that is neither a CIDR nor an address: use e.g. 10.0.0.0/8,192.168.1.10")
 	}
 	if r.TokenMode == tokenModePerLease && r.MaxTTL < r.TTL {
 		return fieldErr("max_ttl", "(%s) must be at least ttl (%s)", r.MaxTTL, r.TTL)
@@ -269,7 +272,9 @@ func (b *backend) pathRoleReset(ctx context.Context, req *logical.Request, d *fr
 	if t == nil {
 		return &logical.Response{Data: map[string]any{"revoked": false, "message": "no cached token"}}, nil
 	}
-	if err := b.revokeAt(ctx, req.Storage, role.Connection, t.token.AccessToken); err != nil {
+	// Revoked through the client that minted it: at the origin that issued it, whatever the
+	// connection names now.
+	if err := t.client.Revoke(ctx, t.token.AccessToken); err != nil {
 		// The token is already out of the cache: the next read mints a new one either way.
 		return mintErrorResponse(err)
 	}

@@ -16,7 +16,11 @@ func pathRotation(b *backend) []*framework.Path {
 		{
 			Pattern:      base + "/rotate",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "rotate", OperationSuffix: "connection-key"},
-			Fields:       map[string]*framework.FieldSchema{"name": name},
+			Fields: map[string]*framework.FieldSchema{
+				"name": name,
+				"deploy_imported": {Type: framework.TypeBool, Default: false,
+					Description: "With deploy=metadata_api and an imported pending key: deploy that key's certificate to the app. By default an imported pending key is archived and a fresh key generated, because whoever imported a key may hold a copy of it outside Vault."},
+			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathRotate, Summary: "Start a key rotation.",
 					ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true},
@@ -63,14 +67,11 @@ func (b *backend) pathRotate(ctx context.Context, req *logical.Request, d *frame
 	lock.Lock()
 	conn, ring, err := b.loadConnection(ctx, req.Storage, name)
 	if err == nil && conn != nil && ring != nil {
-		err = b.startRotation(ctx, req.Storage, name, conn, ring, "manual")
+		err = b.startRotation(ctx, req.Storage, name, conn, ring, triggerManual, d.Get("deploy_imported").(bool))
 	}
 	lock.Unlock()
 	if err != nil {
-		if fe, ok := err.(*fieldError); ok {
-			return fe.response(), nil
-		}
-		return nil, err
+		return errorResponse(err)
 	}
 	if conn == nil || ring == nil {
 		return logical.ErrorResponse("connection %q does not exist", name), nil
@@ -84,7 +85,7 @@ func (b *backend) pathRotate(ctx context.Context, req *logical.Request, d *frame
 		data["pending_certificate_fingerprint_sha256"] = p.FingerprintSHA256
 	}
 	resp := &logical.Response{Data: data}
-	if conn.Deploy == deployManual {
+	if ring.Rotation.State == stateVerifying && ring.Rotation.DeployID == "" {
 		resp.AddWarning("deploy=manual: upload pending_certificate to the app (Setup > App Manager > Edit > Use digital signatures); the plugin promotes the key once Salesforce accepts it")
 	}
 	return resp, nil
@@ -162,6 +163,8 @@ func (b *backend) pathPromote(ctx context.Context, req *logical.Request, d *fram
 			return fieldErr("version", "%d is destroyed: its private key is gone", target.Version).response(), nil
 		case target.Status == statusArchived && ring.Rotation.inFlight():
 			return logical.ErrorResponse("a rotation of connection %q is in flight (state %s): let it finish or fail before promoting an archived key", name, ring.Rotation.State), nil
+		case target.Status == statusArchived && !ring.boundToCurrent(target, conn):
+			return fieldErr("version", "%d was made for another login_url, audience or trust setting than the connection has now, and signs only there: promote a key made for the current one", target.Version).response(), nil
 		}
 	}
 	if target == nil {
@@ -177,7 +180,7 @@ func (b *backend) pathPromote(ctx context.Context, req *logical.Request, d *fram
 			return logical.ErrorResponse("cannot prove key version %d: set verify_username on the connection or create a role for it, or promote with force=true", target.Version), nil
 		}
 		// The proof is a network call: made without any lock held.
-		probe, err := b.requestToken(ctx, req.Storage, name, conn, target.Version, username)
+		probe, k, err := b.prove(ctx, req.Storage, name, conn, ring, target, username)
 		if err != nil {
 			resp, rerr := mintErrorResponse(err)
 			if resp != nil {
@@ -185,7 +188,7 @@ func (b *backend) pathPromote(ctx context.Context, req *logical.Request, d *fram
 			}
 			return resp, rerr
 		}
-		b.revokeQuietly(ctx, name, conn, probe.AccessToken)
+		b.revokeQuietly(ctx, name, k.client, probe.AccessToken)
 	}
 	if err := b.promoteProven(ctx, req.Storage, name, target.Version); err != nil {
 		return nil, err

@@ -70,6 +70,30 @@ type rotationState struct {
 	RollbackID      string    `json:"rollback_deploy_id,omitempty"`
 	RollbackReason  string    `json:"rollback_reason,omitempty"` // why the rollback started; last_error may change while it runs
 	LastCompletedAt time.Time `json:"last_completed_at,omitempty"`
+	// Failures counts rotations failed in a row; it spaces out automatic restarts and is reset
+	// by a promotion.
+	Failures int `json:"failures,omitempty"`
+}
+
+// Rotation triggers.
+const (
+	triggerManual    = "manual"
+	triggerScheduled = "scheduled"
+	triggerImport    = "import"
+	// triggerOriginChange is a re-key: the connection names a new origin (login_url, audience,
+	// trust settings), and a key made for it must be proven there before it signs anything.
+	triggerOriginChange = "origin_change"
+)
+
+// failureBackoff is how long after a failed rotation the next automatic one may start: an
+// hour, doubling with each failure in a row, at most a day. A rotation that keeps failing
+// must neither stop rotation for good nor hammer the org.
+func failureBackoff(failures int) time.Duration {
+	if failures < 1 {
+		failures = 1
+	}
+	d := time.Hour << min(failures-1, 5)
+	return min(d, 24*time.Hour)
 }
 
 func (r rotationState) inFlight() bool {
@@ -80,18 +104,37 @@ func (r rotationState) inFlight() bool {
 	return false
 }
 
-// newRotation starts the state of a rotation toward pending version v.
-func newRotation(conn *connectionEntry, v int, previous *keyVersion, trigger string, now time.Time) rotationState {
-	st := rotationState{State: stateVerifying, Trigger: trigger, PendingVersion: v, StartedAt: now, DeployedAt: now, NextAttemptAt: now}
-	if previous != nil {
-		st.PreviousVersion = previous.Version
+// newRotation starts the state of a rotation toward pending version v, carrying over what
+// outlives one rotation.
+func newRotation(conn *connectionEntry, ring *keyRing, v *keyVersion, trigger string, deployImported bool, now time.Time) rotationState {
+	prev := ring.Rotation
+	st := rotationState{State: stateVerifying, Trigger: trigger, PendingVersion: v.Version, StartedAt: now, DeployedAt: now,
+		NextAttemptAt: now, LastCompletedAt: prev.LastCompletedAt, Failures: prev.Failures}
+	active := ring.active()
+	if active != nil {
+		st.PreviousVersion = active.Version
 	}
-	// An imported key's certificate is normally on the app already (a migration): prove it,
-	// deploy nothing.
-	if conn.Deploy == deployMetadataAPI && trigger != "import" {
+	if conn.Deploy == deployMetadataAPI && mayDeploy(conn, ring, active, v, trigger, deployImported) {
 		st.State, st.DeployedAt = stateDeploying, time.Time{}
 	}
 	return st
+}
+
+// mayDeploy reports whether the plugin itself may put pending's certificate on the app.
+// Never for an imported key unless asked (its holder would gain a key the app trusts), never
+// for an import's own rotation (its certificate is normally on the app already), and never in
+// a re-key: the deploy user's session comes from the old origin, and only someone with rights
+// in the org the new origin names may vouch for it by uploading the certificate there.
+func mayDeploy(conn *connectionEntry, ring *keyRing, active, pending *keyVersion, trigger string, deployImported bool) bool {
+	switch {
+	case trigger == triggerImport, trigger == triggerOriginChange:
+		return false
+	case pending.Origin == originImported && !deployImported:
+		return false
+	case active == nil || !ring.boundToCurrent(active, conn) || !ring.boundToCurrent(pending, conn):
+		return false
+	}
+	return true
 }
 
 // rotationRuns makes sure one connection's rotation is driven by one goroutine at a time
@@ -131,30 +174,37 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 }
 
 // startRotation creates the pending key and the rotation state (one ring write, after the key
-// material is stored), or returns the rotation already in flight. Called with the connection
-// lock held.
-func (b *backend) startRotation(ctx context.Context, s logical.Storage, name string, conn *connectionEntry, ring *keyRing, trigger string) error {
+// material is stored), or returns the rotation already in flight. A pending key left by a
+// failed rotation is reused, unless it was imported (and deployImported is not set) or made for
+// an origin the connection no longer names: then it is archived and a fresh key made. Called
+// with the connection lock held.
+func (b *backend) startRotation(ctx context.Context, s logical.Storage, name string, conn *connectionEntry, ring *keyRing, trigger string, deployImported bool) error {
 	now := b.now().UTC()
 	if ring.Rotation.inFlight() {
 		return nil
 	}
 	pending := ring.pending()
+	if pending != nil && ((pending.Origin == originImported && !deployImported) || !ring.boundToCurrent(pending, conn)) {
+		pending.Status, pending.ArchivedAt = statusArchived, now
+		pending = nil
+	}
+	created := false
 	if pending == nil {
-		v, err := b.newKeyVersion(ctx, s, name, conn, ring.nextVersion(), statusPending, nil, nil)
+		v, err := b.newKeyVersion(ctx, s, name, conn, ring, statusPending, nil, nil)
 		if err != nil {
 			return err
 		}
 		ring.Versions = append(ring.Versions, v)
-		pending = v
+		pending, created = v, true
 	}
-	prevCompleted := ring.Rotation.LastCompletedAt
-	ring.Rotation = newRotation(conn, pending.Version, ring.active(), trigger, now)
-	ring.Rotation.LastCompletedAt = prevCompleted
+	ring.Rotation = newRotation(conn, ring, pending, trigger, deployImported, now)
 	if err := b.putKeyRing(ctx, s, name, ring); err != nil {
-		_ = s.Delete(ctx, keyMaterialPath(name, pending.Version))
+		if created {
+			_ = s.Delete(ctx, keyMaterialPath(name, pending.Version))
+		}
 		return err
 	}
-	b.Logger().Info("key rotation started", "connection", name, "trigger", trigger, "pending_version", pending.Version, "deploy", conn.Deploy)
+	b.Logger().Info("key rotation started", "connection", name, "trigger", trigger, "pending_version", pending.Version, "state", ring.Rotation.State)
 	return nil
 }
 
@@ -231,20 +281,24 @@ func (b *backend) step(ctx context.Context, s logical.Storage, name string, conn
 	switch st.State {
 	case stateDeploying:
 		return b.stepDeploy(ctx, s, name, conn, ring)
-	case stateVerifying, stateFailed:
+	case stateVerifying:
 		return b.stepVerify(ctx, s, name, conn, ring)
+	case stateFailed:
+		if ring.pending() != nil { // still probed: the operator may register it late
+			return b.stepVerify(ctx, s, name, conn, ring)
+		}
 	case statePromoting:
 		return b.commit(ctx, s, name, st, func(r *keyRing, now time.Time) { b.promote(name, r, now) })
 	case stateRollingBack:
 		return b.stepRollback(ctx, s, name, conn, ring)
 	}
-	// Idle: retention first, then a scheduled rotation if one is due.
+	// Idle, or failed with nothing pending: retention first, then a rotation if one is due.
 	if len(ring.archived()) > conn.KeepArchivedKeys {
 		if err := b.enforceRetention(ctx, s, name, conn); err != nil {
 			return err
 		}
 	}
-	if due := scheduledRotationAt(conn, ring); !due.IsZero() && !due.After(b.now()) {
+	if due, trigger := nextStartAt(conn, ring); !due.IsZero() && !due.After(b.now()) {
 		lock := b.connLock(name)
 		lock.Lock()
 		defer lock.Unlock()
@@ -252,7 +306,7 @@ func (b *backend) step(ctx context.Context, s logical.Storage, name string, conn
 		if err != nil || conn == nil || ring == nil || ring.Rotation.inFlight() {
 			return err
 		}
-		return b.startRotation(ctx, s, name, conn, ring, "scheduled")
+		return b.startRotation(ctx, s, name, conn, ring, trigger, false)
 	}
 	return nil
 }
@@ -274,7 +328,6 @@ func (b *backend) commit(ctx context.Context, s logical.Storage, name string, st
 	if err := b.putKeyRing(ctx, s, name, ring); err != nil {
 		return err
 	}
-	b.signers.drop(name)
 	return nil
 }
 
@@ -299,6 +352,7 @@ func (b *backend) retryLater(ctx context.Context, s logical.Storage, name string
 
 func (b *backend) failRotation(name string, r *keyRing, reason string, now time.Time) {
 	r.Rotation.State = stateFailed
+	r.Rotation.Failures++
 	r.Rotation.LastError = reason
 	r.Rotation.LastAttemptAt = now
 	r.Rotation.NextAttemptAt = now.Add(stalledProbeInterval)
@@ -321,10 +375,10 @@ func (b *backend) stepVerify(ctx context.Context, s logical.Storage, name string
 	if username == "" {
 		return b.retryLater(ctx, s, name, st, errors.New("cannot prove the pending key: set verify_username on the connection or create a role for it (or promote with force=true)"))
 	}
-	probe, err := b.requestToken(ctx, s, name, conn, pending.Version, username)
+	probe, k, err := b.prove(ctx, s, name, conn, ring, pending, username)
 	now := b.now().UTC()
 	if err == nil {
-		b.revokeQuietly(ctx, name, conn, probe.AccessToken)
+		b.revokeQuietly(ctx, name, k.client, probe.AccessToken)
 		b.Logger().Info("Salesforce accepted the pending key", "connection", name, "pending_version", pending.Version)
 		return b.commit(ctx, s, name, st, func(r *keyRing, now time.Time) {
 			r.Rotation.State = statePromoting
@@ -427,21 +481,8 @@ func (b *backend) promoteProven(ctx context.Context, s logical.Storage, name str
 	if err := b.putKeyRing(ctx, s, name, ring); err != nil {
 		return err
 	}
-	b.signers.drop(name)
 	b.scheduleConnection(name, conn, ring)
 	return nil
-}
-
-// revokeQuietly revokes a token minted only to prove a key or to deploy: it should not outlive
-// its purpose. A failure is logged; the token dies with its session anyway.
-func (b *backend) revokeQuietly(ctx context.Context, name string, conn *connectionEntry, token string) {
-	client, err := b.client(name, conn)
-	if err == nil {
-		err = client.Revoke(ctx, token)
-	}
-	if err != nil {
-		b.Logger().Debug("could not revoke a probe token; it expires with its session", "connection", name, "error", err)
-	}
 }
 
 // enforceRetention destroys archived versions beyond keep_archived_keys, oldest first.

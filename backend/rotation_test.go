@@ -190,8 +190,7 @@ func TestRotateReusesPendingKey(t *testing.T) {
 }
 
 func metadataConn(e *testEnv, extra map[string]any) map[string]any {
-	d := map[string]any{"deploy": "metadata_api", "app_name": e.seed.App.Name, "deploy_username": e.seed.Deployer.Username,
-		"verify_username": e.seed.User.Username}
+	d := map[string]any{"deploy": "metadata_api", "app_name": e.seed.App.Name, "deploy_username": e.seed.Deployer.Username}
 	for k, v := range extra {
 		d[k] = v
 	}
@@ -356,7 +355,7 @@ func TestRotationResumesAfterCrash(t *testing.T) {
 	lock := e.b.connLock("prod")
 	lock.Lock()
 	conn, ring, _ := e.b.loadConnection(context.Background(), e.storage, "prod")
-	if err := e.b.startRotation(context.Background(), e.storage, "prod", conn, ring, "manual"); err != nil {
+	if err := e.b.startRotation(context.Background(), e.storage, "prod", conn, ring, triggerManual, false); err != nil {
 		t.Fatal(err)
 	}
 	lock.Unlock()

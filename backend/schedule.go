@@ -128,16 +128,34 @@ func nextRotationWork(conn *connectionEntry, ring *keyRing, now time.Time) time.
 		return st.NextAttemptAt
 	case stateFailed:
 		// A failed rotation whose key is still pending keeps being probed, slowly: the operator
-		// may register the certificate late, by hand. After a rollback nothing is pending.
+		// may register the certificate late, by hand. After a rollback nothing is pending, and
+		// the next rotation is due as when idle, after a backoff.
 		if ring.pending() != nil {
 			return laterOf(st.NextAttemptAt, now)
 		}
-		return time.Time{}
 	}
 	if len(ring.archived()) > conn.KeepArchivedKeys {
 		return now
 	}
-	return scheduledRotationAt(conn, ring)
+	at, _ := nextStartAt(conn, ring)
+	return at
+}
+
+// nextStartAt is when the next rotation should start, and why: at once when the active key is
+// bound to an origin the connection no longer names (a re-key), else when the schedule says;
+// after a failure, not before its backoff. Zero: never.
+func nextStartAt(conn *connectionEntry, ring *keyRing) (time.Time, string) {
+	var at time.Time
+	trigger := triggerScheduled
+	if a := ring.active(); a != nil && !ring.boundToCurrent(a, conn) {
+		at, trigger = a.CreatedAt, triggerOriginChange
+	} else {
+		at = scheduledRotationAt(conn, ring)
+	}
+	if !at.IsZero() && ring.Rotation.State == stateFailed {
+		at = laterOf(at, ring.Rotation.LastAttemptAt.Add(failureBackoff(ring.Rotation.Failures)))
+	}
+	return at, trigger
 }
 
 // scheduledRotationAt is when the active key is due for rotation: zero when rotation is off.

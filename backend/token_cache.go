@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"fmt"
 	"sync"
 	"time"
 
@@ -15,9 +16,21 @@ import (
 type mintedToken struct {
 	token      salesforce.Token
 	username   string
+	connection string
 	keyVersion int
-	issuedAt   time.Time
-	expiresAt  time.Time
+	// originID and client are where the token was issued: it is revoked there, whatever the
+	// connection names by then.
+	originID  string
+	client    *salesforce.Client
+	issuedAt  time.Time
+	expiresAt time.Time
+}
+
+// flightKey joins concurrent cold reads of a role into one mint, but only readers of the same
+// role content: a reader who sees a changed username or connection must not be handed the
+// previous one's token.
+func flightKey(name string, role *roleEntry, gen uint64) string {
+	return fmt.Sprintf("%s\x00%s\x00%s\x00%d", name, role.Connection, role.Username, gen)
 }
 
 // tokenCache holds the shared-mode token of each role. Salesforce blocks a user after 3,600
@@ -36,12 +49,13 @@ func newTokenCache() *tokenCache {
 	return &tokenCache{m: map[string]*mintedToken{}, gen: map[string]uint64{}}
 }
 
-// fresh returns the cached token of role if it has at least minLife left at now.
-func (c *tokenCache) fresh(role string, now time.Time, minLife time.Duration) *mintedToken {
+// fresh returns the cached token of role name if it was minted for role's connection and
+// username and has at least the role's ttl left at now.
+func (c *tokenCache) fresh(name string, role *roleEntry, now time.Time) *mintedToken {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	t := c.m[role]
-	if t == nil || t.expiresAt.Sub(now) < minLife {
+	t := c.m[name]
+	if t == nil || t.expiresAt.Sub(now) < role.TTL || t.username != role.Username || t.connection != role.Connection {
 		return nil
 	}
 	return t

@@ -52,7 +52,7 @@ func TypeOf(key *rsa.PrivateKey) string {
 func Generate(rnd io.Reader, keyType string) (*rsa.PrivateKey, error) {
 	bits := Bits(keyType)
 	if bits == 0 {
-		return nil, fmt.Errorf("unknown key type %q: use one of %s", keyType, strings.Join(KeyTypes, ", "))
+		return nil, fmt.Errorf("unknown key type: use one of %s", strings.Join(KeyTypes, ", "))
 	}
 	if rnd == nil {
 		rnd = rand.Reader
@@ -171,7 +171,7 @@ func ParsePrivateKeyPEM(data string) (*rsa.PrivateKey, error) {
 	case "ENCRYPTED PRIVATE KEY":
 		return nil, errors.New("the key is encrypted: decrypt it first (openssl pkcs8 -in key.pem -out plain.pem)")
 	default:
-		return nil, fmt.Errorf("unexpected PEM block %q: expected RSA PRIVATE KEY or PRIVATE KEY", block.Type)
+		return nil, errors.New("unexpected PEM block type: expected RSA PRIVATE KEY or PRIVATE KEY")
 	}
 	if bits := key.N.BitLen(); bits < MinImportBits || bits > maxImportBits {
 		return nil, fmt.Errorf("the key is %d bits: RSA keys of %d to %d bits are accepted", bits, MinImportBits, maxImportBits)
@@ -213,18 +213,34 @@ func EncodeCertificate(cert *x509.Certificate) string {
 // maxSubjectValue is the X.509 upper bound on a CN (ub-common-name), applied to every attribute.
 const maxSubjectValue = 64
 
+// MaxSubjectLength and maxSubjectAttributes bound a whole subject: it is stored in every
+// certificate of the ring, and a ring must stay far below Raft's 1 MiB entry limit.
+const (
+	MaxSubjectLength     = 1024
+	maxSubjectAttributes = 16
+)
+
 // ParseSubject parses an RFC 4514-style subject such as "CN=vault, O=Acme, C=US".
-// Accepted attributes: CN, O, OU, L, ST, C. Values may not be empty.
+// Accepted attributes: CN, O, OU, L, ST, C. Values may not be empty. Errors never quote the
+// input: a secret pasted into the field must not come back in an error (errors reach audit
+// logs unhashed).
 func ParseSubject(s string) (pkix.Name, error) {
 	var n pkix.Name
 	if strings.TrimSpace(s) == "" {
 		return n, errors.New("empty subject: use e.g. CN=vault-plugin-salesforce prod")
 	}
-	for _, part := range strings.Split(s, ",") {
+	if len(s) > MaxSubjectLength {
+		return n, fmt.Errorf("subject is %d bytes: use at most %d", len(s), MaxSubjectLength)
+	}
+	parts := strings.Split(s, ",")
+	if len(parts) > maxSubjectAttributes {
+		return n, fmt.Errorf("subject has %d attributes: use at most %d", len(parts), maxSubjectAttributes)
+	}
+	for i, part := range parts {
 		k, v, ok := strings.Cut(part, "=")
 		k, v = strings.ToUpper(strings.TrimSpace(k)), strings.TrimSpace(v)
 		if !ok || v == "" {
-			return n, fmt.Errorf("malformed subject component %q: use ATTR=value pairs separated by commas (CN, O, OU, L, ST, C)", strings.TrimSpace(part))
+			return n, fmt.Errorf("subject component %d is malformed: use ATTR=value pairs separated by commas (CN, O, OU, L, ST, C)", i+1)
 		}
 		for _, r := range v {
 			if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
@@ -232,7 +248,7 @@ func ParseSubject(s string) (pkix.Name, error) {
 			}
 		}
 		if len(v) > maxSubjectValue {
-			return n, fmt.Errorf("subject value of %s is %d bytes: X.509 allows at most %d", k, len(v), maxSubjectValue)
+			return n, fmt.Errorf("subject component %d's value is %d bytes: X.509 allows at most %d", i+1, len(v), maxSubjectValue)
 		}
 		switch k {
 		case "CN":
@@ -247,11 +263,11 @@ func ParseSubject(s string) (pkix.Name, error) {
 			n.Province = append(n.Province, v)
 		case "C":
 			if len(v) != 2 {
-				return n, fmt.Errorf("country %q must be a two-letter code", v)
+				return n, errors.New("subject country (C) must be a two-letter code")
 			}
 			n.Country = append(n.Country, v)
 		default:
-			return n, fmt.Errorf("unsupported subject attribute %q: use CN, O, OU, L, ST or C", k)
+			return n, fmt.Errorf("subject component %d has an unsupported attribute: use CN, O, OU, L, ST or C", i+1)
 		}
 	}
 	return n, nil

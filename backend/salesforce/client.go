@@ -15,11 +15,15 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/http/httpproxy"
+	"golang.org/x/net/idna"
 )
 
 // RetryPolicy bounds how hard the client tries before reporting Salesforce unreachable.
@@ -63,8 +67,24 @@ type Transport struct {
 
 // NewTransport builds the plumbing: explicit dial, TLS and response timeouts, TLS 1.2+ with
 // verification always on, caCertPEM added to the system roots, and (unless allowNonSalesforce)
-// connections to loopback and private addresses refused.
+// connections to any address that is not public refused (see PublicAddress).
+//
+// The proxy settings (HTTPS_PROXY, HTTP_PROXY, NO_PROXY) are read from the environment once,
+// here, rather than per request: the guard exempts the proxies' own host:port (a corporate
+// proxy usually has a private address), and that exemption must be exactly the set of proxies
+// the transport sends requests to, never drifting from it. (http.ProxyFromEnvironment caches
+// the environment for the whole process anyway, so reading it per request would buy nothing.)
+//
+// Through a proxy the plugin dials only the proxy: filtering the real destination (a Salesforce
+// name resolving to a private address) is then the proxy's job. ValidateLoginURL's host rules
+// and the instance_url checks apply as without a proxy.
 func NewTransport(caCertPEM string, allowNonSalesforce bool, retry RetryPolicy) (*Transport, error) {
+	return newTransport(caCertPEM, allowNonSalesforce, retry, httpproxy.FromEnvironment())
+}
+
+// newTransport is NewTransport with the proxy settings given (tests pass their own, rather than
+// changing the process environment under parallel tests).
+func newTransport(caCertPEM string, allowNonSalesforce bool, retry RetryPolicy, proxy *httpproxy.Config) (*Transport, error) {
 	roots, err := x509.SystemCertPool()
 	if err != nil || roots == nil {
 		roots = x509.NewCertPool()
@@ -72,13 +92,10 @@ func NewTransport(caCertPEM string, allowNonSalesforce bool, retry RetryPolicy) 
 	if strings.TrimSpace(caCertPEM) != "" && !roots.AppendCertsFromPEM([]byte(caCertPEM)) {
 		return nil, errors.New("ca_cert holds no PEM certificate")
 	}
-	dialer := &net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}
-	if !allowNonSalesforce {
-		dialer.Control = refusePrivateAddresses
-	}
+	proxyFor := proxy.ProxyFunc()
 	return &Transport{rt: &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           dialer.DialContext,
+		Proxy:                 func(r *http.Request) (*url.URL, error) { return proxyFor(r.URL) },
+		DialContext:           dialFunc(allowNonSalesforce, proxyAddrs(proxy)),
 		TLSClientConfig:       &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:   3 * time.Second,
 		ResponseHeaderTimeout: retry.AttemptTimeout,
@@ -86,6 +103,58 @@ func NewTransport(caCertPEM string, allowNonSalesforce bool, retry RetryPolicy) 
 		IdleConnTimeout:       90 * time.Second,
 		ForceAttemptHTTP2:     true,
 	}}, nil
+}
+
+// dialFunc dials with the address guard (unless allowNonSalesforce), except to one of proxies.
+// The exemption matches the host:port the transport asks for, before resolution, so it covers
+// every address of the proxy's name and nothing else: a Salesforce name that resolves to the
+// proxy's address is still refused, and so is another port of the proxy host.
+func dialFunc(allowNonSalesforce bool, proxies map[string]bool) func(context.Context, string, string) (net.Conn, error) {
+	plain := &net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}
+	if allowNonSalesforce {
+		return plain.DialContext
+	}
+	guarded := &net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second, Control: refusePrivateAddresses}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if proxies[strings.ToLower(addr)] {
+			return plain.DialContext(ctx, network, addr)
+		}
+		return guarded.DialContext(ctx, network, addr)
+	}
+}
+
+// proxyAddrs lists the host:port the transport dials for the configured proxies. It asks
+// httpproxy itself which proxy an http and an https request would use (so a proxy setting is
+// parsed exactly as for the requests), then forms the address as net/http does: the host in
+// ASCII (IDNA) and the scheme's default port when none is given.
+func proxyAddrs(cfg *httpproxy.Config) map[string]bool {
+	proxyFor := (&httpproxy.Config{HTTPProxy: cfg.HTTPProxy, HTTPSProxy: cfg.HTTPSProxy, CGI: cfg.CGI}).ProxyFunc()
+	addrs := map[string]bool{}
+	for _, scheme := range []string{"http", "https"} {
+		u, err := proxyFor(&url.URL{Scheme: scheme, Host: "salesforce.invalid"}) // never dialled
+		if err != nil || u == nil {
+			continue
+		}
+		host := u.Hostname()
+		if a, err := idna.Lookup.ToASCII(host); err == nil && !isASCII(host) {
+			host = a
+		}
+		port := u.Port()
+		if port == "" {
+			port = map[string]string{"http": "80", "https": "443", "socks5": "1080", "socks5h": "1080"}[u.Scheme]
+		}
+		addrs[strings.ToLower(net.JoinHostPort(host, port))] = true
+	}
+	return addrs
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // Close releases the transport's idle connections.
@@ -130,17 +199,115 @@ func New(opts Options) (*Client, error) {
 func (c *Client) Close() { c.http.CloseIdleConnections() }
 
 // refusePrivateAddresses stops a Salesforce host name that resolves to loopback, private or
-// link-local space from receiving an assertion (DNS rebinding, split-horizon mistakes).
-func refusePrivateAddresses(network, address string, _ syscall.RawConn) error {
-	host, _, err := net.SplitHostPort(address)
+// other non-public space from receiving an assertion (DNS rebinding, split-horizon mistakes).
+// It runs after resolution, on the address actually dialled.
+func refusePrivateAddresses(_, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
-		return err
+		return errors.New("refusing to connect to an address that is not an IP address and port (set allow_non_salesforce_host=true for a private gateway)")
 	}
-	ip := net.ParseIP(host)
-	if ip == nil || ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsUnspecified() || ip.IsMulticast() {
-		return fmt.Errorf("refusing to connect to non-public address %s (set allow_non_salesforce_host=true for a private gateway)", host)
+	if !PublicAddress(ap.Addr()) {
+		return fmt.Errorf("refusing to connect to non-public address %s: Salesforce is only reached at public addresses (set allow_non_salesforce_host=true for a private gateway)", ap.Addr())
 	}
 	return nil
+}
+
+// specialPurpose are the ranges of the IANA special-purpose registries (RFC 6890 and later)
+// that are not publicly routable unicast, or that no Salesforce endpoint is in.
+var specialPurpose = prefixes(
+	"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+	"192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
+	"198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32",
+	"::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8", "2001:db8::/32", "100::/64",
+	"2001::/23", // IETF protocol assignments: Teredo 2001::/32 (which hides the client's IPv4), benchmarking, ORCHID
+	"3fff::/20", // documentation (RFC 9637)
+)
+
+var (
+	globalUnicast6 = netip.MustParsePrefix("2000::/3") // all of IPv6 that IANA allocates for unicast
+	nat64WellKnown = netip.MustParsePrefix("64:ff9b::/96")
+	nat64Local     = netip.MustParsePrefix("64:ff9b:1::/48")
+	sixToFour      = netip.MustParsePrefix("2002::/16")
+)
+
+func prefixes(ss ...string) []netip.Prefix {
+	ps := make([]netip.Prefix, len(ss))
+	for i, s := range ss {
+		ps[i] = netip.MustParsePrefix(s)
+	}
+	return ps
+}
+
+// PublicAddress reports whether a is public unicast, where Salesforce's endpoints are. An IPv4
+// address in IPv6 (mapped, NAT64, 6to4) is judged by the IPv4 address it leads to; any other
+// IPv6 address must be in 2000::/3; and no special-purpose range is public.
+func PublicAddress(a netip.Addr) bool {
+	a = a.WithZone("").Unmap() // a zone would make every Prefix.Contains false
+	if a.Is6() {
+		if inner := embeddedIPv4(a); inner != nil {
+			for _, v4 := range inner {
+				if !PublicAddress(v4) {
+					return false
+				}
+			}
+			return true
+		}
+		if !globalUnicast6.Contains(a) {
+			return false
+		}
+	}
+	if !a.IsGlobalUnicast() {
+		return false // also the zero Addr
+	}
+	for _, p := range specialPurpose {
+		if p.Contains(a) {
+			return false
+		}
+	}
+	return true
+}
+
+// embeddedIPv4 returns the IPv4 addresses a NAT64 or 6to4 address leads to, nil for any other.
+func embeddedIPv4(a netip.Addr) []netip.Addr {
+	b := a.As16()
+	switch {
+	case nat64WellKnown.Contains(a): // RFC 6052: the well-known prefix is always a /96
+		return []netip.Addr{ipv4At(b, 12, 13, 14, 15)}
+	case nat64Local.Contains(a):
+		return nat64LocalReadings(b)
+	case sixToFour.Contains(a): // RFC 3056: bits 16-48
+		return []netip.Addr{ipv4At(b, 2, 3, 4, 5)}
+	}
+	return nil
+}
+
+// nat64LocalReadings reads the local-use NAT64 prefix 64:ff9b:1::/48 (RFC 8215), which the
+// operator may subdivide with any RFC 6052 prefix length from /48 to /96; the address does not
+// say which. Every layout the address fits (reserved byte 8 and the suffix zero) is returned,
+// so whichever the NAT64 uses, its IPv4 address is checked. For the usual /96 only that reading
+// fits; other layouts may be refused when one reading is not public (fail closed).
+func nat64LocalReadings(b [16]byte) []netip.Addr {
+	out := []netip.Addr{ipv4At(b, 12, 13, 14, 15)} // /96 fits any address
+	// The IPv4 bytes and where the zero suffix starts, for /48, /56 and /64.
+	for _, l := range [][5]int{{6, 7, 9, 10, 11}, {7, 9, 10, 11, 12}, {9, 10, 11, 12, 13}} {
+		if b[8] == 0 && allZero(b[l[4]:]) {
+			out = append(out, ipv4At(b, l[0], l[1], l[2], l[3]))
+		}
+	}
+	return out
+}
+
+func ipv4At(b [16]byte, i, j, k, l int) netip.Addr {
+	return netip.AddrFrom4([4]byte{b[i], b[j], b[k], b[l]})
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // Token is Salesforce's answer to a successful JWT bearer request. Salesforce sends no

@@ -61,8 +61,10 @@ func parseSOAPFault(data []byte) error {
 
 // checkInstanceURL keeps an access token from going anywhere but an https host that the
 // connection's rules allow (the token answer names the instance; a bad one must not leak it).
+// A community instance is allowed as before, but, like a community login URL, only at its base
+// URL or site prefix: deeper paths there may be any org's Apex REST.
 func (c *Client) checkInstanceURL(instanceURL string, allowNonSalesforce bool) (string, error) {
-	u, err := ValidateLoginURL(instanceURL, allowNonSalesforce)
+	u, err := ValidateLoginURL(instanceURL, HostPolicy{AllowNonSalesforce: allowNonSalesforce, AllowCommunity: true})
 	if err != nil {
 		return "", fmt.Errorf("instance_url %q %w", instanceURL, err)
 	}
