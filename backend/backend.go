@@ -142,6 +142,18 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	}
 }
 
+// sleepCtx waits d, or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
 func (b *backend) connLock(name string) *locksutil.LockEntry {
 	return locksutil.LockForKey(b.connLocks, name)
 }

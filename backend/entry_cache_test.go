@@ -78,7 +78,7 @@ func TestConnectionSnapshotNeverKeepsAStaleEntry(t *testing.T) {
 	ctx := context.Background()
 	conn := &connectionEntry{LoginURL: "https://login.salesforce.com", KeyType: "rsa-2048", CertificateTTL: defaultCertificateTTL}
 	ring := &keyRing{}
-	v, err := b.newKeyVersion(ctx, s, "c", conn, ring, statusActive, nil, nil)
+	v, err := b.newKeyVersion(ctx, s, "c", conn, ring, statusActive, keySource{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"crypto/rsa"
 	"crypto/x509"
 	"fmt"
 	"sort"
@@ -125,31 +126,26 @@ func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request,
 	if resp := validName(name); resp != nil {
 		return resp, nil
 	}
+	// A write that makes a key (a create, or a re-key) generates it before taking the lock:
+	// an RSA-4096 key takes seconds, and nothing should wait for it.
+	pre, resp, err := b.connectionWriteDraft(ctx, req.Storage, name, d)
+	if resp != nil || err != nil {
+		return resp, err
+	}
 	lock := b.connLock(name)
 	lock.Lock()
 	defer lock.Unlock()
-
-	old, err := getConnection(ctx, req.Storage, name)
-	if err != nil {
-		return nil, err
+	old, conn, resp, err := b.connectionWriteDraftLocked(ctx, req.Storage, name, d)
+	if resp != nil || err != nil {
+		return resp, err
 	}
-	now := b.now().UTC()
-	conn := defaultConnection(now)
-	if old != nil {
-		cp := *old
-		conn = &cp
+	if pre != nil && (keyutil.TypeOf(pre) != conn.KeyType || (old != nil && originOf(old).id() == originOf(conn).id())) {
+		pre = nil // changed meanwhile: the key is made under the lock, or not at all
 	}
-	if ferr := applyConnectionFields(conn, d, now); ferr != nil {
-		return ferr.response(), nil
-	}
-	if ferr := validSubject(conn.subject(name)); ferr != nil {
-		return ferr.response(), nil
-	}
-	conn.UpdatedAt = now
 
 	var warnings []string
 	if old == nil {
-		if resp, err := b.createConnection(ctx, req.Storage, name, conn, d); resp != nil || err != nil {
+		if resp, err := b.createConnection(ctx, req.Storage, name, conn, d, pre); resp != nil || err != nil {
 			return resp, err
 		}
 	} else {
@@ -160,7 +156,7 @@ func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request,
 		}
 		// Tokens already minted stay valid at Salesforce, so cached tokens survive a settings
 		// change (a new consumer key included).
-		resp, w, err := b.updateConnection(ctx, req.Storage, name, old, conn)
+		resp, w, err := b.updateConnection(ctx, req.Storage, name, old, conn, pre)
 		if resp != nil || err != nil {
 			return resp, err
 		}
@@ -171,11 +167,51 @@ func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request,
 		return nil, err
 	}
 	b.scheduleConnection(name, conn, ring)
-	resp, err := b.connectionResponse(name, conn, ring)
+	resp, err = b.connectionResponse(name, conn, ring)
 	for _, w := range warnings {
 		resp.AddWarning(w)
 	}
 	return resp, err
+}
+
+// connectionWriteDraft is a first, unlocked look at a write: its field errors, and the key it
+// will need (generated here, outside the lock) if it creates the connection or changes its
+// origin. The write itself re-reads and re-checks under the lock.
+func (b *backend) connectionWriteDraft(ctx context.Context, s logical.Storage, name string, d *framework.FieldData) (*rsa.PrivateKey, *logical.Response, error) {
+	old, conn, resp, err := b.connectionWriteDraftLocked(ctx, s, name, d)
+	if resp != nil || err != nil {
+		return nil, resp, err
+	}
+	if old != nil && originOf(old).id() == originOf(conn).id() {
+		return nil, nil, nil
+	}
+	if _, ok := d.GetOk("private_key"); ok && old == nil {
+		return nil, nil, nil // an import: nothing to generate
+	}
+	key, err := keyutil.Generate(nil, conn.KeyType)
+	return key, nil, err
+}
+
+// connectionWriteDraftLocked reads the stored connection (nil: a create) and applies the
+// write's fields to a copy, checked as a whole.
+func (b *backend) connectionWriteDraftLocked(ctx context.Context, s logical.Storage, name string, d *framework.FieldData) (old, conn *connectionEntry, resp *logical.Response, err error) {
+	if old, err = getConnection(ctx, s, name); err != nil {
+		return nil, nil, nil, err
+	}
+	now := b.now().UTC()
+	conn = defaultConnection(now)
+	if old != nil {
+		cp := *old
+		conn = &cp
+	}
+	if ferr := applyConnectionFields(conn, d, now); ferr != nil {
+		return nil, nil, ferr.response(), nil
+	}
+	if ferr := validSubject(conn.subject(name)); ferr != nil {
+		return nil, nil, ferr.response(), nil
+	}
+	conn.UpdatedAt = now
+	return old, conn, nil, nil
 }
 
 // updateConnection writes changed settings. A change of origin (login_url, audience, trust) is
@@ -183,7 +219,7 @@ func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request,
 // for the new one, and a fresh pending key is made for the new origin, to be proven there.
 // The connection write sits between the two ring writes; a crash after it leaves the active key
 // pinned to the old origin, and the schedule starts the re-key on its next tick.
-func (b *backend) updateConnection(ctx context.Context, s logical.Storage, name string, old, conn *connectionEntry) (*logical.Response, []string, error) {
+func (b *backend) updateConnection(ctx context.Context, s logical.Storage, name string, old, conn *connectionEntry, pre *rsa.PrivateKey) (*logical.Response, []string, error) {
 	if originOf(old).id() == originOf(conn).id() {
 		return nil, nil, b.putConnection(ctx, s, name, conn)
 	}
@@ -205,7 +241,7 @@ func (b *backend) updateConnection(ctx context.Context, s logical.Storage, name 
 	prev := originOf(old)
 	b.Logger().Info("connection origin changed: re-keying", "connection", name, "previous_login_url", prev.LoginURL, "login_url", conn.LoginURL)
 	w := fmt.Sprintf("login_url, audience or trust settings changed: the existing keys keep signing only for the previous origin (%s), where reads keep going until a key made for the new one is proven there. Register the new pending_certificate (connections/%s/certificate) on the app; reads move once Salesforce accepts it", prev.LoginURL, name)
-	if err := b.startRotation(ctx, s, name, conn, ring, triggerOriginChange, false); err != nil {
+	if err := b.startRotation(ctx, s, name, conn, ring, triggerOriginChange, false, pre); err != nil {
 		b.Logger().Error("starting the re-key failed; the schedule retries it", "connection", name, "error", err)
 		return nil, []string{w, "the new key could not be made yet; the periodic func retries"}, nil
 	}
@@ -215,17 +251,21 @@ func (b *backend) updateConnection(ctx context.Context, s logical.Storage, name 
 // createConnection stores key version 1 (generated or imported), the ring, then the
 // connection: the connection entry comes last, so until it exists nothing is visible, and a
 // failure removes what was written.
-func (b *backend) createConnection(ctx context.Context, s logical.Storage, name string, conn *connectionEntry, d *framework.FieldData) (*logical.Response, error) {
+func (b *backend) createConnection(ctx context.Context, s logical.Storage, name string, conn *connectionEntry, d *framework.FieldData, pre *rsa.PrivateKey) (*logical.Response, error) {
 	key, cert, ferr := importedKeyFields(d, "private_key", "certificate")
 	if ferr != nil {
 		return ferr.response(), nil
+	}
+	src := keySource{key: key, cert: cert}
+	if key == nil {
+		src = keySource{key: pre, generated: true}
 	}
 	// Leftovers of an earlier connection of this name (a delete that failed half-way).
 	if err := deleteAllKeyMaterial(ctx, s, name); err != nil {
 		return nil, err
 	}
 	ring := &keyRing{Rotation: rotationState{State: stateIdle}}
-	v, err := b.newKeyVersion(ctx, s, name, conn, ring, statusActive, key, cert)
+	v, err := b.newKeyVersion(ctx, s, name, conn, ring, statusActive, src)
 	if err != nil {
 		return errorResponse(err)
 	}

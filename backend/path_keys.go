@@ -286,7 +286,7 @@ func (b *backend) pathImport(ctx context.Context, req *logical.Request, d *frame
 	if activate {
 		status = statusActive
 	}
-	v, err := b.newKeyVersion(ctx, req.Storage, name, conn, ring, statusPending, key, cert)
+	v, err := b.newKeyVersion(ctx, req.Storage, name, conn, ring, statusPending, keySource{key: key, cert: cert})
 	if err != nil {
 		return errorResponse(err)
 	}

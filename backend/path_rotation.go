@@ -63,13 +63,7 @@ func (b *backend) pathRotate(ctx context.Context, req *logical.Request, d *frame
 		return resp, nil
 	}
 	name := d.Get("name").(string)
-	lock := b.connLock(name)
-	lock.Lock()
-	conn, ring, err := b.loadConnection(ctx, req.Storage, name)
-	if err == nil && conn != nil && ring != nil {
-		err = b.startRotation(ctx, req.Storage, name, conn, ring, triggerManual, d.Get("deploy_imported").(bool))
-	}
-	lock.Unlock()
+	conn, ring, err := b.rotate(ctx, req.Storage, name, triggerManual, d.Get("deploy_imported").(bool))
 	if err != nil {
 		return errorResponse(err)
 	}

@@ -355,7 +355,7 @@ func TestRotationResumesAfterCrash(t *testing.T) {
 	lock := e.b.connLock("prod")
 	lock.Lock()
 	conn, ring, _ := e.b.loadConnection(context.Background(), e.storage, "prod")
-	if err := e.b.startRotation(context.Background(), e.storage, "prod", conn, ring, triggerManual, false); err != nil {
+	if err := e.b.startRotation(context.Background(), e.storage, "prod", conn, ring, triggerManual, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	lock.Unlock()
@@ -371,7 +371,7 @@ func TestRotationResumesAfterCrash(t *testing.T) {
 		e.b.Cleanup(context.Background())
 		e.b = restartBackend(t, e)
 		conn, ring, _ := e.b.loadConnection(context.Background(), e.storage, "prod")
-		if err := e.b.step(context.Background(), e.storage, "prod", conn, ring); err != nil {
+		if err := e.b.step(context.Background(), e.storage, "prod", conn, ring, &driveSession{}); err != nil {
 			t.Fatalf("step in %s: %v", state, err)
 		}
 		e.clock.Advance(deployPollInterval)

@@ -22,12 +22,6 @@ func (e *OAuthError) Error() string {
 	return msg
 }
 
-// Is matches on the code, so callers can write errors.Is(err, &OAuthError{Code: "invalid_grant"}).
-func (e *OAuthError) Is(target error) bool {
-	t, ok := target.(*OAuthError)
-	return ok && t.Code == e.Code && (t.Description == "" || strings.EqualFold(t.Description, e.Description))
-}
-
 // hints maps Salesforce's refusals (code, lower-cased description or "" for any) to what the
 // operator should check. Descriptions are compared case-insensitively: their casing varies.
 var hints = []struct{ code, desc, hint string }{
@@ -95,4 +89,11 @@ func (e *UpstreamError) Unwrap() error { return e.err }
 
 func (e *UpstreamError) Error() string {
 	return fmt.Sprintf("Salesforce %s failed after %d attempt(s): %s", e.Op, e.Attempts, e.Cause)
+}
+
+// Transient reports whether a failure may pass by itself (Salesforce unreachable, 5xx, 429,
+// malformed answers); refusals and configuration problems need the operator.
+func Transient(err error) bool {
+	var ue *UpstreamError
+	return errors.As(err, &ue) && !ue.Permanent
 }
