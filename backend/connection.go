@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 	"unicode"
@@ -207,4 +208,36 @@ func hasControlOrFormat(s string) bool {
 		}
 	}
 	return false
+}
+
+// component is the metadata component that holds the connection's certificate.
+func (c *connectionEntry) component() (typ, fullName string) {
+	if c.AppType == appTypeExternalClientApp {
+		name := c.ECAOAuthSettingsName
+		if name == "" {
+			name = c.AppName + "_glbloauth"
+		}
+		return salesforce.TypeECAGlobalSettings, name
+	}
+	return salesforce.TypeConnectedApp, c.AppName
+}
+
+// rolesUsing lists the roles that name connection conn.
+func (b *backend) rolesUsing(ctx context.Context, s logical.Storage, conn string) ([]string, error) {
+	names, err := s.List(ctx, rolesPrefix)
+	if err != nil {
+		return nil, err
+	}
+	var users []string
+	for _, n := range names {
+		r, err := b.cachedRole(ctx, s, n)
+		if err != nil {
+			return nil, err
+		}
+		if r != nil && r.Connection == conn {
+			users = append(users, n)
+		}
+	}
+	sort.Strings(users)
+	return users, nil
 }

@@ -15,18 +15,6 @@ import (
 
 var errNoActiveKey = errors.New("no active key to roll back to")
 
-// component is the metadata component that holds the connection's certificate.
-func (c *connectionEntry) component() (typ, fullName string) {
-	if c.AppType == appTypeExternalClientApp {
-		name := c.ECAOAuthSettingsName
-		if name == "" {
-			name = c.AppName + "_glbloauth"
-		}
-		return salesforce.TypeECAGlobalSettings, name
-	}
-	return salesforce.TypeConnectedApp, c.AppName
-}
-
 // driveSession is what one drive of a rotation keeps between its steps: the deploy user's
 // Metadata API session, made at the first deploy step and revoked when the drive ends. Every
 // step and status poll reuses it: a login per poll would fill the deploy user's Login History

@@ -133,3 +133,11 @@ func wholeNumber(d *framework.FieldData, field string) *fieldError {
 	}
 	return nil
 }
+
+// formatTime is a time as the API reports it: RFC 3339 in UTC, or "" when not set.
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}

@@ -5,7 +5,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -595,26 +594,6 @@ func (b *backend) pathConnectionDelete(ctx context.Context, req *logical.Request
 	b.unscheduleConnection(name)
 	b.Logger().Info("deleted connection and destroyed its keys", "connection", name)
 	return nil, nil
-}
-
-// rolesUsing lists the roles that name connection conn.
-func (b *backend) rolesUsing(ctx context.Context, s logical.Storage, conn string) ([]string, error) {
-	names, err := s.List(ctx, rolesPrefix)
-	if err != nil {
-		return nil, err
-	}
-	var users []string
-	for _, n := range names {
-		r, err := b.getRole(ctx, s, n)
-		if err != nil {
-			return nil, err
-		}
-		if r != nil && r.Connection == conn {
-			users = append(users, n)
-		}
-	}
-	sort.Strings(users)
-	return users, nil
 }
 
 const connectionHelp = `

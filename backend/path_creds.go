@@ -41,7 +41,7 @@ func pathCreds(b *backend) []*framework.Path {
 
 func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
-	role, err := b.getRole(ctx, req.Storage, name)
+	role, err := b.cachedRole(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +172,7 @@ func secretToken(b *backend) *framework.Secret {
 // estimated expiry (issue time + session_timeout).
 func (b *backend) renewToken(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	name, _ := req.Secret.InternalData["role"].(string)
-	role, err := b.getRole(ctx, req.Storage, name)
+	role, err := b.cachedRole(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}

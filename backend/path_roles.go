@@ -76,7 +76,7 @@ func pathRoles(b *backend) []*framework.Path {
 }
 
 func (b *backend) roleExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
-	r, err := b.getRole(ctx, req.Storage, d.Get("name").(string))
+	r, err := getRole(ctx, req.Storage, d.Get("name").(string))
 	return r != nil, err
 }
 
@@ -100,7 +100,7 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	lock.Lock()
 	defer lock.Unlock()
 
-	old, err := b.getRole(ctx, req.Storage, name)
+	old, err := getRole(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}
@@ -208,7 +208,7 @@ func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *fra
 	lock := b.roleLock(name)
 	lock.RLock()
 	defer lock.RUnlock()
-	r, err := b.getRole(ctx, req.Storage, name)
+	r, err := getRole(ctx, req.Storage, name)
 	if err != nil || r == nil {
 		return nil, err
 	}
@@ -261,7 +261,7 @@ func (b *backend) pathRoleReset(ctx context.Context, req *logical.Request, d *fr
 		return resp, nil
 	}
 	name := d.Get("name").(string)
-	role, err := b.getRole(ctx, req.Storage, name)
+	role, err := b.cachedRole(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}
@@ -280,13 +280,6 @@ func (b *backend) pathRoleReset(ctx context.Context, req *logical.Request, d *fr
 	}
 	b.Logger().Info("revoked a role's shared token on operator request", "role", name)
 	return &logical.Response{Data: map[string]any{"revoked": true}}, nil
-}
-
-func formatTime(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format(time.RFC3339)
 }
 
 const roleHelp = `

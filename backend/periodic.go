@@ -15,10 +15,7 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if !b.WriteSafeReplicationState() {
 		return nil
 	}
-	b.sched.mu.Lock()
-	loaded := b.sched.loaded
-	b.sched.mu.Unlock()
-	if !loaded {
+	if !b.sched.isLoaded() {
 		if err := b.loadSchedule(ctx, req.Storage); err != nil {
 			return err
 		}

@@ -93,25 +93,31 @@ func (r *roleEntry) allows(req *logical.Request) bool {
 	return false
 }
 
-// getRole reads a role through the role cache.
-func (b *backend) getRole(ctx context.Context, s logical.Storage, name string) (*roleEntry, error) {
-	return readThrough(b.roles, name, func() (*roleEntry, error) {
-		var r roleEntry
-		found, err := getJSON(ctx, s, rolesPrefix+name, &r)
-		if err != nil || !found {
-			return nil, err
-		}
-		if err := r.parseCIDRs(); err != nil {
-			return nil, err
-		}
-		return &r, nil
-	})
+// Every entry type has the same helpers: getX reads storage (writers and admin reads use it,
+// and change their own copy), putX writes and drops what the read path cached, and the read
+// path has one cached reader per entry: cachedRole here, snapshot for connections and rings.
+
+func getRole(ctx context.Context, s logical.Storage, name string) (*roleEntry, error) {
+	var r roleEntry
+	found, err := getJSON(ctx, s, rolesPrefix+name, &r)
+	if err != nil || !found {
+		return nil, err
+	}
+	if err := r.parseCIDRs(); err != nil {
+		return nil, err
+	}
+	return &r, nil
 }
 
+// putRole writes a role and drops its cached copy (after the write, failed or not: what
+// storage holds is then unknown).
 func (b *backend) putRole(ctx context.Context, s logical.Storage, name string, r *roleEntry) error {
-	if err := putJSON(ctx, s, rolesPrefix+name, r); err != nil {
-		return err
-	}
-	b.roles.set(name, r)
-	return nil
+	defer b.roles.drop(name)
+	return putJSON(ctx, s, rolesPrefix+name, r)
+}
+
+// cachedRole is getRole through the read path's cache. The entry is shared: read it, never
+// change it.
+func (b *backend) cachedRole(ctx context.Context, s logical.Storage, name string) (*roleEntry, error) {
+	return readThrough(b.roles, name, func() (*roleEntry, error) { return getRole(ctx, s, name) })
 }

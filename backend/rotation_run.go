@@ -338,7 +338,7 @@ func (b *backend) verifyUsername(ctx context.Context, s logical.Storage, name st
 		return "", err
 	}
 	sort.Strings(roles)
-	r, err := b.getRole(ctx, s, roles[0])
+	r, err := b.cachedRole(ctx, s, roles[0])
 	if err != nil || r == nil {
 		return "", err
 	}

@@ -13,6 +13,12 @@ import (
 // start, a step to retry, archived keys to destroy. It is built once at initialisation (like
 // openldap's rotation queue), kept current by every write, and lets a periodic tick cost
 // O(due) instead of a storage scan of every connection.
+//
+// Why not the SDK's sdk/queue, which openldap uses: it has no peek (a tick would pop every
+// head and push back the ones not due), its Push deep-copies each item by reflection
+// (copystructure), costly when 10,000 connections are loaded at start, and an update is a
+// PopByKey and a Push under two locks, so a concurrent tick can miss the connection between
+// them. The heap below is container/heap with an index: set is one atomic update.
 type schedule struct {
 	mu     sync.Mutex
 	h      schedHeap
@@ -75,6 +81,18 @@ func (s *schedule) due(now time.Time) []string {
 	return out
 }
 
+func (s *schedule) isLoaded() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.loaded
+}
+
+func (s *schedule) markLoaded() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.loaded = true
+}
+
 func (s *schedule) len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -101,9 +119,7 @@ func (b *backend) loadSchedule(ctx context.Context, s logical.Storage) error {
 			b.scheduleConnection(name, conn, ring)
 		}
 	}
-	b.sched.mu.Lock()
-	b.sched.loaded = true
-	b.sched.mu.Unlock()
+	b.sched.markLoaded()
 	return nil
 }
 

@@ -171,7 +171,7 @@ func (b *backend) flushRoleUsage(ctx context.Context, s logical.Storage, role st
 		return
 	}
 	err := func() error {
-		if r, err := b.getRole(ctx, s, role); err != nil || r == nil {
+		if r, err := b.cachedRole(ctx, s, role); err != nil || r == nil {
 			return err // deleted: its usage goes with it
 		}
 		u, err := getUsage(ctx, s, role)

@@ -9,7 +9,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -18,6 +17,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/hashicorp/vault/sdk/helper/certutil"
 )
 
 // Key types an operator may choose for generated keys.
@@ -102,15 +103,7 @@ func SelfSign(rnd io.Reader, key *rsa.PrivateKey, req CertRequest) (string, *x50
 // (the form `openssl x509 -fingerprint -sha256` prints, lower-cased).
 func Fingerprint(cert *x509.Certificate) string {
 	sum := sha256.Sum256(cert.Raw)
-	h := hex.EncodeToString(sum[:])
-	var b strings.Builder
-	for i := 0; i < len(h); i += 2 {
-		if i > 0 {
-			b.WriteByte(':')
-		}
-		b.WriteString(h[i : i+2])
-	}
-	return b.String()
+	return certutil.GetHexFormatted(sum[:], ":")
 }
 
 // MarshalPrivateKey encodes key as PKCS#8 DER, the form kept in storage.
