@@ -236,3 +236,53 @@ func TestConnectionWarnsOnExpiringCertificateWithoutRotation(t *testing.T) {
 		t.Errorf("expected an expiry warning, got %q", warnings)
 	}
 }
+
+func TestConnectionUpdateRefusesCertificate(t *testing.T) {
+	e := newTestEnv(t)
+	cert := e.createConnection("prod", nil).Data["certificate"].(string)
+	mustErr(t, e.write("connections/prod", map[string]any{"certificate": cert}), "certificate", "import")
+}
+
+func TestUnknownFieldListsBodyFieldsOnly(t *testing.T) {
+	e := newTestEnv(t)
+	e.createConnection("prod", nil)
+	resp := e.write("connections/prod/promote", map[string]any{"forse": true})
+	mustErr(t, resp, `"forse"`, "force", "version")
+	if msg := resp.Error().Error(); strings.Contains(msg, "name") {
+		t.Errorf("the path capture 'name' is listed as a body field: %s", msg)
+	}
+}
+
+func TestReliabilityFindingsInput(t *testing.T) {
+	e := newTestEnv(t)
+	e.createConnection("prod", nil)
+	long := "https://acme.my.salesforce.com/" + strings.Repeat("a", 600)
+	for _, tc := range []struct {
+		path  string
+		data  map[string]any
+		field string
+	}{
+		{"roles/x", map[string]any{"connection": "prod", "username": "a\u0085b@x.com"}, "username"},       // NEL
+		{"roles/x", map[string]any{"connection": "prod", "username": "ab\u202e@x.com"}, "username"},       // RTL override
+		{"roles/x", map[string]any{"connection": "../prod", "username": "a@x.com"}, "connection"},         // path step
+		{"connections/prod", map[string]any{"verify_username": "v\x1b@x.com"}, "verify_username"},         // ESC
+		{"connections/prod", map[string]any{"certificate_subject": "CN=a\u202eb"}, "certificate_subject"}, // RTL override
+		{"connections/prod", map[string]any{"certificate_subject": "CN=" + strings.Repeat("x", 65)}, "certificate_subject"},
+		{"connections/prod", map[string]any{"login_url": long}, "login_url"},
+		{"connections/prod", map[string]any{"audience": long}, "audience"},
+		{"connections/prod", map[string]any{"keep_archived_keys": 1.5}, "keep_archived_keys"},
+		{"connections/prod/promote", map[string]any{"version": 1.5}, "version"},
+	} {
+		resp, err := e.do(logical.UpdateOperation, tc.path, tc.data)
+		if err != nil {
+			t.Fatalf("%s %v: want a 400, got %v", tc.path, tc.data, err)
+		}
+		mustErr(t, resp, tc.field)
+	}
+	if e.read("roles/x") != nil {
+		t.Fatal("a refused role was stored")
+	}
+	if d := e.read("connections/prod").Data; d["keep_archived_keys"] != 2 || d["certificate_subject"] != "CN=vault-plugin-salesforce prod" {
+		t.Fatalf("a refused update changed the connection: %v", d)
+	}
+}

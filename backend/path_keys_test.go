@@ -200,3 +200,26 @@ func TestCreateWithImportedKey(t *testing.T) {
 	}
 	mustErr(t, e.write("connections/prod", map[string]any{"private_key": pkcs8PEM(t, key)}), "import")
 }
+
+func TestImportPendingWithMetadataAPIDeploysNothing(t *testing.T) {
+	e := newTestEnv(t)
+	e.createConnection("prod", metadataConn(e, nil))
+	e.createRole("app", "prod", nil)
+	key := newRSA(t, 2048)
+	cert := selfSigned(t, key)
+	mustOK(t, e.write("connections/prod/import", map[string]any{"private_key": pkcs8PEM(t, key), "certificate": cert}))
+	r := e.rotation("prod")
+	if r["state"] != "verifying" || r["trigger"] != "import" {
+		t.Fatalf("an imported pending key should be verified, not deployed: %v", r)
+	}
+	mustErr(t, e.write("connections/prod/import", map[string]any{"private_key": pkcs8PEM(t, newRSA(t, 2048)), "activate": true}), "in flight")
+	// The operator registers the imported certificate; the probe promotes it.
+	_ = e.emu.SetAppCertificate(e.seed.App.ConsumerKey, cert)
+	e.tick()
+	if e.keyStatus("prod", "2") != "active" {
+		t.Fatalf("imported key not promoted: %v", e.rotation("prod"))
+	}
+	if n := e.emu.Counters().DeployRequests; n != 0 {
+		t.Fatalf("an import made %d deploys", n)
+	}
+}

@@ -99,3 +99,10 @@ func TestRoleChangeDropsCachedToken(t *testing.T) {
 		t.Fatal("a username change kept serving the old user's token")
 	}
 }
+
+func TestRoleSharedTTLNotBoundByMaxTTL(t *testing.T) {
+	e := newTestEnv(t)
+	e.createConnection("prod", nil)
+	mustOK(t, e.write("roles/app", map[string]any{"connection": "prod", "username": e.seed.User.Username, "ttl": "90m"}))
+	mustErr(t, e.write("roles/leased", map[string]any{"connection": "prod", "username": e.seed.User.Username, "ttl": "90m", "token_mode": "per_lease"}), "max_ttl")
+}

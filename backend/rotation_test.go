@@ -502,3 +502,108 @@ func TestRotationUnderConcurrentReaders(t *testing.T) {
 	}
 	t.Logf("%d reads served, 0 failed, during a metadata_api rotation", served.Load())
 }
+
+func TestPromoteArchivedKeyBack(t *testing.T) {
+	e := newTestEnv(t)
+	first := e.createConnection("prod", nil).Data["certificate"].(string)
+	e.createRole("app", "prod", nil)
+	second := mustOK(t, e.write("connections/prod/rotate", nil)).Data["pending_certificate"].(string)
+	e.b.wg.Wait()
+	_ = e.emu.SetAppCertificate(e.seed.App.ConsumerKey, second)
+	mustOK(t, e.write("connections/prod/promote", nil))
+	if e.keyStatus("prod", "1") != "archived" {
+		t.Fatal("setup: v1 should be archived")
+	}
+	// Not proven: v1's certificate is no longer on the app.
+	mustErr(t, e.write("connections/prod/promote", map[string]any{"version": 1}), "key version 1", "invalid assertion")
+	_ = e.emu.SetAppCertificate(e.seed.App.ConsumerKey, first)
+	mustOK(t, e.write("connections/prod/promote", map[string]any{"version": 1}))
+	if e.keyStatus("prod", "1") != "active" || e.keyStatus("prod", "2") != "archived" {
+		t.Fatalf("after promoting v1 back: v1 %s, v2 %s", e.keyStatus("prod", "1"), e.keyStatus("prod", "2"))
+	}
+	e.b.tokens.drop("app")
+	if mustOK(t, e.read("creds/app")).Data["key_version"] != 1 {
+		t.Fatal("mints do not use the promoted-back key")
+	}
+	mustErr(t, e.write("connections/prod/promote", map[string]any{"version": 1}), "version", "already active")
+	mustErr(t, e.write("connections/prod/promote", map[string]any{"version": 9}), "version", "does not exist")
+	mustOK(t, e.del("connections/prod/keys/2"))
+	mustErr(t, e.write("connections/prod/promote", map[string]any{"version": 2, "force": true}), "version", "destroyed")
+}
+
+func TestActionPathsOnMissingTargetsAre400(t *testing.T) {
+	e := newTestEnv(t)
+	for _, p := range []string{"connections/nope/rotate", "connections/nope/promote", "connections/nope/import", "roles/nope/reset"} {
+		data := map[string]any{}
+		if p == "connections/nope/import" {
+			data["private_key"] = pkcs8PEM(t, newRSA(t, 2048))
+		}
+		resp, err := e.do(logical.UpdateOperation, p, data)
+		if err != nil {
+			t.Fatalf("%s: want a 400, got %v", p, err)
+		}
+		mustErr(t, resp, "nope")
+	}
+}
+
+func TestMetadataAPIRefusalFailsAtOnce(t *testing.T) {
+	e := newTestEnv(t)
+	e.createConnection("prod", metadataConn(e, map[string]any{"app_name": "No_Such_App"}))
+	e.createRole("app", "prod", nil)
+	mustOK(t, e.write("connections/prod/rotate", nil))
+	e.b.wg.Wait()
+	r := e.rotation("prod")
+	if r["state"] != "failed" || r["attempts"] != 0 {
+		t.Fatalf("a Salesforce refusal must fail the rotation at once, not be retried: %v", r)
+	}
+	if last, _ := r["last_error"].(string); !strings.Contains(last, "No_Such_App") {
+		t.Errorf("last_error should name the missing app: %q", last)
+	}
+	if e.keyStatus("prod", "1") != "active" {
+		t.Fatal("the active key changed")
+	}
+}
+
+func TestFailedMetadataRotationStillDetectsManualUpload(t *testing.T) {
+	e := newTestEnv(t)
+	e.createConnection("prod", metadataConn(e, map[string]any{"app_name": "No_Such_App"}))
+	e.createRole("app", "prod", nil)
+	pending := mustOK(t, e.write("connections/prod/rotate", nil)).Data["pending_certificate"].(string)
+	e.b.wg.Wait()
+	if e.rotation("prod")["state"] != "failed" {
+		t.Fatal("setup: the deploy should fail")
+	}
+	// The operator uploads the pending certificate by hand; the slow probe notices.
+	_ = e.emu.SetAppCertificate(e.seed.App.ConsumerKey, pending)
+	e.clock.Advance(stalledProbeInterval)
+	e.tick()
+	if e.keyStatus("prod", "2") != "active" {
+		t.Fatalf("a failed rotation's pending key was not detected once uploaded: %v", e.rotation("prod"))
+	}
+}
+
+// TestReadDuringRollbackDoesNotPromote: Salesforce applies the new certificate late, while the
+// plugin deploys the old one back. A read served by the new key must not promote it: the
+// rollback is about to take that certificate away again.
+func TestReadDuringRollbackDoesNotPromote(t *testing.T) {
+	e, _, pending := startUnacceptedRotation(t)
+	e.emu.AddFault(emulator.Fault{Endpoint: "deploy_status", Kind: emulator.FaultStuck}) // the rollback deploy stays in progress
+	for i := 0; i < 40 && e.rotation("prod")["state"] != "rolling_back"; i++ {
+		e.clock.Advance(probeInterval)
+		e.tick()
+	}
+	if e.rotation("prod")["state"] != "rolling_back" {
+		t.Fatalf("setup: want rolling_back, got %v", e.rotation("prod"))
+	}
+	// Salesforce now applies the new certificate (late) and refuses the old key.
+	app, _ := e.emu.AppByConsumerKey(e.seed.App.ConsumerKey)
+	app.CertificatePEM = pending
+	e.emu.AddApp(app)
+	e.b.tokens.drop("app")
+	if got := mustOK(t, e.read("creds/app")).Data["key_version"]; got != 2 {
+		t.Fatalf("the read should be served by the pending key, got version %v", got)
+	}
+	if e.keyStatus("prod", "2") != "pending" || e.rotation("prod")["state"] != "rolling_back" {
+		t.Fatalf("a read promoted the key during a rollback: v2 %s, state %v", e.keyStatus("prod", "2"), e.rotation("prod")["state"])
+	}
+}
