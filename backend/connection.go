@@ -134,10 +134,10 @@ func (b *backend) putConnection(ctx context.Context, s logical.Storage, name str
 // allowsRole reports whether a role of this name may mint for username on the connection, and
 // if not, which field forbids it (for the 400).
 func (c *connectionEntry) allowsRole(role, username string) *fieldError {
-	if c.AllowedRoles != nil && !strutil.StrListContainsGlob(c.AllowedRoles, role) {
+	if c.AllowedRoles != nil && !strutil.StrListContainsGlob(c.AllowedRoles, strings.ToLower(role)) {
 		return fieldErr("connection", "does not allow this role: add the role's name (or a glob) to the connection's allowed_roles")
 	}
-	if c.AllowedUsernames != nil && !strutil.StrListContainsGlob(c.AllowedUsernames, username) {
+	if c.AllowedUsernames != nil && !strutil.StrListContainsGlob(c.AllowedUsernames, strings.ToLower(username)) {
 		return fieldErr("username", "is not in the connection's allowed_usernames: use an allowed user or ask the connection's admin to allow it")
 	}
 	if !c.AllowPrivilegedRoles && username != "" && (strings.EqualFold(username, c.DeployUsername) || strings.EqualFold(username, c.VerifyUsername)) {

@@ -17,14 +17,13 @@ import (
 
 func connectionFields() map[string]*framework.FieldSchema {
 	dur := func(d time.Duration) int { return int(d.Seconds()) }
-	return map[string]*framework.FieldSchema{
-		"name": {Type: framework.TypeLowerCaseString, Description: "Name of the connection."},
+	return withName("connection", map[string]*framework.FieldSchema{
 		"consumer_key": {Type: framework.TypeString, Required: true,
 			Description: "The app's consumer key (Setup > App Manager > View > Consumer Key); the JWT iss."},
 		"login_url": {Type: framework.TypeString, Default: defaultLoginURL,
-			Description: "Where token, revoke and userinfo requests go: https://login.salesforce.com, https://test.salesforce.com, a My Domain (https://acme.my.salesforce.com, https://acme--uat.sandbox.my.salesforce.com), or with allow_community_login an Experience Cloud site URL (https://acme.my.site.com/customers). https only; a login host takes no path. Changing it (or audience, ca_cert, allow_non_salesforce_host, allow_community_login) on an existing connection starts a re-key: existing keys keep signing only for the previous origin, and a new key must be proven at the new one (register its certificate on the app) before reads move there."},
+			Description: "Where token, revoke and userinfo requests go: https://login.salesforce.com, https://test.salesforce.com, a My Domain (https://acme.my.salesforce.com, https://acme--uat.sandbox.my.salesforce.com), or with allow_community_login an Experience Cloud site URL (https://acme.my.site.com/customers). https only; a login host takes no path. Changing it (or audience, ca_cert, allow_non_salesforce_host) on an existing connection starts a re-key: existing keys keep signing only for the previous origin, and a new key must be proven at the new one (register its certificate on the app) before reads move there."},
 		"allow_community_login": {Type: framework.TypeBool, Default: false,
-			Description: "Allow an Experience Cloud / Sites login_url (*.my.site.com, *.my.salesforce-sites.com, *.force.com), with at most a site prefix as its path. Off by default: anyone with an org can publish a site on those domains."},
+			Description: "Allow an Experience Cloud / Sites login_url (*.my.site.com, *.site.com, *.my.salesforce-sites.com, *.force.com), with at most a site prefix as its path. Off by default: anyone with an org can publish a site on those domains."},
 		"allowed_roles": {Type: framework.TypeCommaStringSlice, Default: []string{"*"},
 			Description: "Role names or globs (e.g. \"app-*\") that may use this connection; enforced when a role is written and again at every mint. Default: every role."},
 		"allowed_usernames": {Type: framework.TypeCommaStringSlice, Default: []string{"*"},
@@ -71,50 +70,27 @@ func connectionFields() map[string]*framework.FieldSchema {
 			Description: "Create only, optional: an existing PEM RSA private key (>= 2048 bits) to use as key version 1 instead of generating one, when migrating an app whose certificate is already registered. Write-only: never returned."},
 		"certificate": {Type: framework.TypeString, DisplayAttrs: &framework.DisplayAttributes{EditType: "textarea"},
 			Description: "Create only, with private_key: its registered PEM certificate (must match the key). Generated when absent."},
-	}
+	})
 }
 
 func pathConnections(b *backend) []*framework.Path {
 	return []*framework.Path{
-		{
-			Pattern:      "connections/?$",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "connections"},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: b.pathConnectionsList, Summary: "List connections."},
+		listPath("connections/?$", "connections", "connections", connectionsPrefix),
+		pathSpec{pattern: entryPath("connections/", ""), suffix: "connection", fields: connectionFields(), exists: b.connectionExists,
+			ops: map[logical.Operation]framework.OperationHandler{
+				logical.CreateOperation: changes(b.pathConnectionWrite, "Create a connection and its first key."),
+				logical.UpdateOperation: changes(b.pathConnectionWrite, "Update a connection's settings."),
+				logical.ReadOperation:   plain(b.pathConnectionRead, "Read a connection."),
+				logical.DeleteOperation: plain(b.pathConnectionDelete, "Delete a connection and its keys."),
 			},
-			HelpSynopsis:    "List the connections.",
-			HelpDescription: "Lists the names of the configured Salesforce connections.",
-		},
-		{
-			Pattern:        "connections/" + framework.GenericNameRegex("name"),
-			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "connection"},
-			Fields:         connectionFields(),
-			ExistenceCheck: b.connectionExists,
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.CreateOperation: &framework.PathOperation{Callback: b.pathConnectionWrite, Summary: "Create a connection and its first key.",
-					ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true},
-				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathConnectionWrite, Summary: "Update a connection's settings.",
-					ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true},
-				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathConnectionRead, Summary: "Read a connection."},
-				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathConnectionDelete, Summary: "Delete a connection and its keys."},
-			},
-			HelpSynopsis:    "Manage a connection: one Salesforce org reached through one Connected App, and its key ring.",
-			HelpDescription: strings.TrimSpace(connectionHelp),
-		},
+			synopsis: "Manage a connection: one Salesforce org reached through one Connected App, and its key ring.",
+			help:     connectionHelp}.path(),
 	}
 }
 
 func (b *backend) connectionExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
 	c, err := getConnection(ctx, req.Storage, d.Get("name").(string))
 	return c != nil, err
-}
-
-func (b *backend) pathConnectionsList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	names, err := req.Storage.List(ctx, connectionsPrefix)
-	if err != nil {
-		return nil, err
-	}
-	return logical.ListResponse(names), nil
 }
 
 func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -227,7 +203,7 @@ func (b *backend) updateConnection(ctx context.Context, s logical.Storage, name 
 		return nil, nil, err
 	}
 	if ring.Rotation.inFlight() {
-		return logical.ErrorResponse("a key rotation of connection %q is in flight (state %s): let it finish or fail before changing login_url, audience, ca_cert, allow_non_salesforce_host or allow_community_login", name, ring.Rotation.State), nil, nil
+		return logical.ErrorResponse("a key rotation of connection %q is in flight (state %s): let it finish or fail before changing login_url, audience, ca_cert or allow_non_salesforce_host", name, ring.Rotation.State), nil, nil
 	}
 	if ring.pinLegacy(old) {
 		if err := b.putKeyRing(ctx, s, name, ring); err != nil {
@@ -327,7 +303,7 @@ func applyConnectionFields(c *connectionEntry, d *framework.FieldData, now time.
 		field string
 		dst   *[]string
 		lower bool
-	}{{"allowed_roles", &c.AllowedRoles, false}, {"allowed_usernames", &c.AllowedUsernames, true}} {
+	}{{"allowed_roles", &c.AllowedRoles, true}, {"allowed_usernames", &c.AllowedUsernames, true}} { // role names and usernames are case-insensitive
 		if ferr := globListField(d, f.field, f.dst, f.lower); ferr != nil {
 			return ferr
 		}
@@ -428,7 +404,8 @@ const (
 	maxGlobLength = 256
 )
 
-// globListField reads an optional list of names or globs. An empty list allows nothing.
+// globListField reads an optional list of names or globs. An empty list is refused: it would
+// allow nothing, and a connection no role may use is a typo far more often than an intent.
 func globListField(d *framework.FieldData, field string, dst *[]string, lower bool) *fieldError {
 	raw, ok := d.GetOk(field)
 	if !ok {
@@ -447,6 +424,9 @@ func globListField(d *framework.FieldData, field string, dst *[]string, lower bo
 			g = strings.ToLower(g)
 		}
 		out = append(out, g)
+	}
+	if len(out) == 0 {
+		return fieldErr(field, "is empty: give at least one name or glob (\"*\" allows all)")
 	}
 	if len(out) > maxGlobs {
 		return fieldErr(field, "has %d entries: use at most %d (globs such as app-* cover many)", len(out), maxGlobs)

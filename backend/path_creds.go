@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -14,29 +13,12 @@ import (
 const secretTypeToken = "salesforce_token"
 
 func pathCreds(b *backend) []*framework.Path {
-	return []*framework.Path{{
-		Pattern: "creds/" + framework.GenericNameRegex("name"),
-		DisplayAttrs: &framework.DisplayAttributes{
-			OperationPrefix: operationPrefix,
-			OperationVerb:   "generate",
-			OperationSuffix: "credentials",
-		},
-		Fields: map[string]*framework.FieldSchema{
-			"name": {Type: framework.TypeLowerCaseString, Description: "Name of the role to mint a token for."},
-		},
-		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation: &framework.PathOperation{
-				Callback: b.pathCredsRead,
-				Summary:  "Get a Salesforce access token for a role.",
-				// Minting calls Salesforce and writes usage (and, per lease, a lease): run it on
-				// the active node once, rather than failing on a standby and running twice.
-				ForwardPerformanceStandby:   true,
-				ForwardPerformanceSecondary: true,
-			},
-		},
-		HelpSynopsis:    "Get a Salesforce access token for a role.",
-		HelpDescription: strings.TrimSpace(credsHelp),
-	}}
+	return []*framework.Path{pathSpec{pattern: entryPath("creds/", ""), verb: "generate", suffix: "credentials",
+		fields: map[string]*framework.FieldSchema{"name": {Type: framework.TypeLowerCaseString, Description: "Name of the role to mint a token for."}},
+		// Minting calls Salesforce and writes usage (and, per lease, a lease): run it once, on
+		// the node that may write.
+		ops:      map[logical.Operation]framework.OperationHandler{logical.ReadOperation: changes(b.pathCredsRead, "Get a Salesforce access token for a role.")},
+		synopsis: "Get a Salesforce access token for a role.", help: credsHelp}.path()}
 }
 
 func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

@@ -10,15 +10,10 @@ import (
 )
 
 func pathInfo(b *backend) *framework.Path {
-	return &framework.Path{
-		Pattern:      "info",
-		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "read", OperationSuffix: "info"},
-		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation: &framework.PathOperation{Callback: b.pathInfoRead, Summary: "Report the plugin's version and build."},
-		},
-		HelpSynopsis:    "Report the plugin's version, build commit and Go version.",
-		HelpDescription: "Returns version (as registered with Vault), commit and go_version of the running plugin binary.",
-	}
+	return pathSpec{pattern: "info", verb: "read", suffix: "info",
+		ops:      map[logical.Operation]framework.OperationHandler{logical.ReadOperation: plain(b.pathInfoRead, "Report the plugin's version and build.")},
+		synopsis: "Report the plugin's version, build commit and Go version.",
+		help:     "Returns version (as registered with Vault), commit and go_version of the running plugin binary."}.path()
 }
 
 func (b *backend) pathInfoRead(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {

@@ -15,64 +15,34 @@ import (
 )
 
 func pathKeys(b *backend) []*framework.Path {
-	name := map[string]*framework.FieldSchema{
-		"name": {Type: framework.TypeLowerCaseString, Description: "Name of the connection."},
-	}
 	return []*framework.Path{
-		{
-			Pattern:      "connections/" + framework.GenericNameRegex("name") + "/certificate",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "read", OperationSuffix: "connection-certificate"},
-			Fields:       name,
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation: &framework.PathOperation{Callback: b.pathCertificateRead, Summary: "Read the certificates to register on the app."},
+		pathSpec{pattern: entryPath("connections/", "/certificate"), verb: "read", suffix: "connection-certificate", fields: withName("connection", nil),
+			ops:      map[logical.Operation]framework.OperationHandler{logical.ReadOperation: plain(b.pathCertificateRead, "Read the certificates to register on the app.")},
+			synopsis: "Read the active (and pending) certificate of a connection.", help: certificateHelp}.path(),
+		pathSpec{pattern: entryPath("connections/", "/keys/?$"), suffix: "connection-keys", fields: withName("connection", nil),
+			ops:      map[logical.Operation]framework.OperationHandler{logical.ListOperation: plain(b.pathKeysList, "List the key versions with their status.")},
+			synopsis: "List a connection's key versions.", help: keysHelp}.path(),
+		pathSpec{pattern: entryPath("connections/", "/keys/(?P<version>[0-9]+)"), suffix: "connection-key",
+			fields: withName("connection", map[string]*framework.FieldSchema{"version": {Type: framework.TypeInt, Description: "Key version."}}),
+			ops: map[logical.Operation]framework.OperationHandler{
+				logical.ReadOperation:   plain(b.pathKeyRead, "Read a key version's metadata and certificate."),
+				logical.DeleteOperation: changes(b.pathKeyDelete, "Destroy an archived key version."),
 			},
-			HelpSynopsis:    "Read the active (and pending) certificate of a connection.",
-			HelpDescription: strings.TrimSpace(certificateHelp),
-		},
-		{
-			Pattern:      "connections/" + framework.GenericNameRegex("name") + "/keys/?$",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "connection-keys"},
-			Fields:       name,
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: b.pathKeysList, Summary: "List the key versions with their status."},
-			},
-			HelpSynopsis:    "List a connection's key versions.",
-			HelpDescription: strings.TrimSpace(keysHelp),
-		},
-		{
-			Pattern:      "connections/" + framework.GenericNameRegex("name") + "/keys/(?P<version>[0-9]+)",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "connection-key"},
-			Fields: map[string]*framework.FieldSchema{
-				"name":    name["name"],
-				"version": {Type: framework.TypeInt, Description: "Key version."},
-			},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation: &framework.PathOperation{Callback: b.pathKeyRead, Summary: "Read a key version's metadata and certificate."},
-				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathKeyDelete, Summary: "Destroy an archived key version.",
-					ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true},
-			},
-			HelpSynopsis:    "Read a key version, or destroy an archived one.",
-			HelpDescription: strings.TrimSpace(keyHelp),
-		},
-		{
-			Pattern:      "connections/" + framework.GenericNameRegex("name") + "/import",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "import", OperationSuffix: "connection-key"},
-			Fields: map[string]*framework.FieldSchema{
-				"name": name["name"],
-				"private_key": {Type: framework.TypeString, Required: true, DisplayAttrs: &framework.DisplayAttributes{Sensitive: true, EditType: "textarea"},
-					Description: "PEM RSA private key (PKCS#1 or PKCS#8, >= 2048 bits). Write-only: never returned."},
-				"certificate": {Type: framework.TypeString, DisplayAttrs: &framework.DisplayAttributes{EditType: "textarea"},
-					Description: "The key's PEM certificate, as registered on the app (must match the key). Generated when absent."},
-				"activate": {Type: framework.TypeBool, Default: false,
-					Description: "true: the key becomes active at once (the previous active key is archived). false: it becomes the pending key, promoted once Salesforce accepts it."},
-			},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathImport, Summary: "Import an existing key into the ring.",
-					ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true},
-			},
-			HelpSynopsis:    "Import an existing private key into a connection's ring.",
-			HelpDescription: strings.TrimSpace(importHelp),
-		},
+			synopsis: "Read a key version, or destroy an archived one.", help: keyHelp}.path(),
+		pathSpec{pattern: entryPath("connections/", "/import"), verb: "import", suffix: "connection-key", fields: withName("connection", importFields()),
+			ops:      map[logical.Operation]framework.OperationHandler{logical.UpdateOperation: changes(b.pathImport, "Import an existing key into the ring.")},
+			synopsis: "Import an existing private key into a connection's ring.", help: importHelp}.path(),
+	}
+}
+
+func importFields() map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"private_key": {Type: framework.TypeString, Required: true, DisplayAttrs: &framework.DisplayAttributes{Sensitive: true, EditType: "textarea"},
+			Description: "PEM RSA private key (PKCS#1 or PKCS#8, >= 2048 bits). Write-only: never returned."},
+		"certificate": {Type: framework.TypeString, DisplayAttrs: &framework.DisplayAttributes{EditType: "textarea"},
+			Description: "The key's PEM certificate, as registered on the app (must match the key). Generated when absent."},
+		"activate": {Type: framework.TypeBool, Default: false,
+			Description: "true: the key becomes active at once (the previous active key is archived). false: it becomes the pending key, promoted once Salesforce accepts it."},
 	}
 }
 

@@ -15,8 +15,7 @@ import (
 var connectionNameRe = regexp.MustCompile(`^\w(([\w-.]+)?\w)?$`)
 
 func roleFields() map[string]*framework.FieldSchema {
-	return map[string]*framework.FieldSchema{
-		"name": {Type: framework.TypeLowerCaseString, Description: "Name of the role."},
+	return withName("role", map[string]*framework.FieldSchema{
 		"connection": {Type: framework.TypeString, Required: true,
 			Description: "Name of the connection (connections/<name>) whose app and keys mint this role's tokens."},
 		"username": {Type: framework.TypeString, Required: true,
@@ -31,61 +30,30 @@ func roleFields() map[string]*framework.FieldSchema {
 			Description: "The Salesforce session timeout for this user and app (Connected App session policy, else profile, else org: 2h by default). Salesforce does not report a token's lifetime; no token is handed out or leased beyond it."},
 		"bound_cidrs": {Type: framework.TypeCommaStringSlice,
 			Description: "When set, creds/<role> is only served to clients from these networks (CIDRs or addresses)."},
-	}
+	})
 }
 
 func pathRoles(b *backend) []*framework.Path {
 	return []*framework.Path{
-		{
-			Pattern:      "roles/?$",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "roles"},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: b.pathRolesList, Summary: "List roles."},
+		listPath("roles/?$", "roles", "roles", rolesPrefix),
+		pathSpec{pattern: entryPath("roles/", "/reset"), verb: "reset", suffix: "role", fields: withName("role", nil),
+			ops:      map[logical.Operation]framework.OperationHandler{logical.UpdateOperation: changes(b.pathRoleReset, "Drop and revoke a role's cached token.")},
+			synopsis: "Drop a role's cached token and revoke it at Salesforce.", help: roleResetHelp}.path(),
+		pathSpec{pattern: entryPath("roles/", ""), suffix: "role", fields: roleFields(), exists: b.roleExists,
+			ops: map[logical.Operation]framework.OperationHandler{
+				logical.CreateOperation: changes(b.pathRoleWrite, "Create a role."),
+				logical.UpdateOperation: changes(b.pathRoleWrite, "Update a role."),
+				logical.ReadOperation:   plain(b.pathRoleRead, "Read a role and its usage."),
+				logical.DeleteOperation: plain(b.pathRoleDelete, "Delete a role."),
 			},
-			HelpSynopsis:    "List the roles.",
-			HelpDescription: "Lists the names of the configured roles.",
-		},
-		{
-			Pattern:      "roles/" + framework.GenericNameRegex("name") + "/reset",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "reset", OperationSuffix: "role"},
-			Fields:       map[string]*framework.FieldSchema{"name": roleFields()["name"]},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathRoleReset, Summary: "Drop and revoke a role's cached token.",
-					ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true},
-			},
-			HelpSynopsis:    "Drop a role's cached token and revoke it at Salesforce.",
-			HelpDescription: strings.TrimSpace(roleResetHelp),
-		},
-		{
-			Pattern:        "roles/" + framework.GenericNameRegex("name"),
-			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "role"},
-			Fields:         roleFields(),
-			ExistenceCheck: b.roleExists,
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.CreateOperation: &framework.PathOperation{Callback: b.pathRoleWrite, Summary: "Create a role.",
-					ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true},
-				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathRoleWrite, Summary: "Update a role.",
-					ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true},
-				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathRoleRead, Summary: "Read a role and its usage."},
-				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathRoleDelete, Summary: "Delete a role."},
-			},
-			HelpSynopsis:    "Manage a role: the Salesforce username and token policy an application may ask for.",
-			HelpDescription: strings.TrimSpace(roleHelp),
-		},
+			synopsis: "Manage a role: the Salesforce username and token policy an application may ask for.",
+			help:     roleHelp}.path(),
 	}
 }
 
 func (b *backend) roleExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
 	r, err := getRole(ctx, req.Storage, d.Get("name").(string))
 	return r != nil, err
-}
-
-func (b *backend) pathRolesList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	names, err := req.Storage.List(ctx, rolesPrefix)
-	if err != nil {
-		return nil, err
-	}
-	return logical.ListResponse(names), nil
 }
 
 func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

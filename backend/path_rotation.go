@@ -3,58 +3,33 @@ package backend
 import (
 	"context"
 	"fmt"
-	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
 func pathRotation(b *backend) []*framework.Path {
-	name := &framework.FieldSchema{Type: framework.TypeLowerCaseString, Description: "Name of the connection."}
-	base := "connections/" + framework.GenericNameRegex("name")
 	return []*framework.Path{
-		{
-			Pattern:      base + "/rotate",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "rotate", OperationSuffix: "connection-key"},
-			Fields: map[string]*framework.FieldSchema{
-				"name": name,
+		pathSpec{pattern: entryPath("connections/", "/rotate"), verb: "rotate", suffix: "connection-key",
+			fields: withName("connection", map[string]*framework.FieldSchema{
 				"deploy_imported": {Type: framework.TypeBool, Default: false,
 					Description: "With deploy=metadata_api and an imported pending key: deploy that key's certificate to the app. By default an imported pending key is archived and a fresh key generated, because whoever imported a key may hold a copy of it outside Vault."},
-			},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathRotate, Summary: "Start a key rotation.",
-					ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true},
-			},
-			HelpSynopsis:    "Start rotating a connection's key.",
-			HelpDescription: strings.TrimSpace(rotateHelp),
-		},
-		{
-			Pattern:      base + "/rotation",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "read", OperationSuffix: "connection-rotation"},
-			Fields:       map[string]*framework.FieldSchema{"name": name},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation: &framework.PathOperation{Callback: b.pathRotationRead, Summary: "Read the rotation state."},
-			},
-			HelpSynopsis:    "Read the state of a connection's key rotation.",
-			HelpDescription: strings.TrimSpace(rotationHelp),
-		},
-		{
-			Pattern:      base + "/promote",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "promote", OperationSuffix: "connection-key"},
-			Fields: map[string]*framework.FieldSchema{
-				"name": name,
+			}),
+			ops:      map[logical.Operation]framework.OperationHandler{logical.UpdateOperation: changes(b.pathRotate, "Start a key rotation.")},
+			synopsis: "Start rotating a connection's key.", help: rotateHelp}.path(),
+		pathSpec{pattern: entryPath("connections/", "/rotation"), verb: "read", suffix: "connection-rotation", fields: withName("connection", nil),
+			ops:      map[logical.Operation]framework.OperationHandler{logical.ReadOperation: plain(b.pathRotationRead, "Read the rotation state.")},
+			synopsis: "Read the state of a connection's key rotation.", help: rotationHelp}.path(),
+		pathSpec{pattern: entryPath("connections/", "/promote"), verb: "promote", suffix: "connection-key",
+			fields: withName("connection", map[string]*framework.FieldSchema{
 				"force": {Type: framework.TypeBool, Default: false,
 					Description: "Promote without proving the key with a token request (for an operator who knows the certificate is in place)."},
 				"version": {Type: framework.TypeInt,
 					Description: "Key version to promote. Default: the pending key. An archived version may be promoted back (rolling back to its certificate, which must be on the app again)."},
-			},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathPromote, Summary: "Promote the pending key.",
-					ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true},
-			},
-			HelpSynopsis:    "Promote a connection's pending key to active.",
-			HelpDescription: strings.TrimSpace(promoteHelp),
-		},
+			}),
+			ops:      map[logical.Operation]framework.OperationHandler{logical.UpdateOperation: changes(b.pathPromote, "Promote the pending key.")},
+			synopsis: "Promote a connection's pending key to active.", help: promoteHelp}.path(),
 	}
 }
 
@@ -119,7 +94,7 @@ func (b *backend) rotationData(conn *connectionEntry, ring *keyRing) map[string]
 		"rollback_deploy_id":      st.RollbackID,
 		"deployed_at":             formatTime(st.DeployedAt),
 		"last_completed_at":       formatTime(st.LastCompletedAt),
-		"next_scheduled_rotation": formatTime(scheduledRotationAt(conn, ring)),
+		"next_scheduled_rotation": formatTime(nextScheduled(conn, ring)),
 	}
 }
 
@@ -229,3 +204,10 @@ certificate is registered on the app. The previous active key is archived.
 version=<n> promotes an archived key back instead (rolling back to an older key): register its
 certificate on the app again first; the same proof applies.
 `
+
+// nextScheduled is when the next rotation starts by itself, as the schedule will start it (a
+// failure's backoff and a pending re-key included).
+func nextScheduled(conn *connectionEntry, ring *keyRing) time.Time {
+	at, _ := nextStartAt(conn, ring)
+	return at
+}

@@ -16,7 +16,8 @@ import (
 )
 
 // origin is where a key may sign for: the token endpoint, the JWT audience and the trust
-// settings that decide which host answers. A key is bound to the origin it was made for
+// settings that decide which host answers. (allow_community_login is not one: it only gates
+// which login_url may be written, and login_url is part of the origin already.) A key is bound to the origin it was made for
 // (keyVersion.BoundOrigin) and never signs for another one, so a connection re-pointed at a new
 // host cannot send an assertion that the real org accepts there, nor a token to be revoked.
 type origin struct {
@@ -24,13 +25,11 @@ type origin struct {
 	Audience               string `json:"audience"`
 	CACert                 string `json:"ca_cert,omitempty"`
 	AllowNonSalesforceHost bool   `json:"allow_non_salesforce_host"`
-	AllowCommunityLogin    bool   `json:"allow_community_login,omitempty"`
 }
 
 // originOf is the origin a connection's settings name now.
 func originOf(c *connectionEntry) *origin {
-	return &origin{LoginURL: c.LoginURL, Audience: c.audience(), CACert: c.CACert,
-		AllowNonSalesforceHost: c.AllowNonSalesforceHost, AllowCommunityLogin: c.AllowCommunityLogin}
+	return &origin{LoginURL: c.LoginURL, Audience: c.audience(), CACert: c.CACert, AllowNonSalesforceHost: c.AllowNonSalesforceHost}
 }
 
 // id names an origin in storage and leases: a hash of every field, so that any change of

@@ -233,6 +233,12 @@ func TestRolesAreScopedByTheirConnection(t *testing.T) {
 	mustErr(t, e.write("roles/app-x", map[string]any{"connection": "prod", "username": "someone@elsewhere.example"}), "allowed_usernames")
 	e.createRole("app-1", "prod", nil)
 	mustOK(t, e.read("creds/app-1"))
+	// Names and usernames match whatever their case; an empty list is refused, not "allow all".
+	mustOK(t, e.write("connections/prod", map[string]any{"allowed_roles": "APP-*", "allowed_usernames": strings.ToUpper(user)}))
+	mustOK(t, e.write("roles/app-1", map[string]any{"username": strings.ToUpper(user)}))
+	mustOK(t, e.read("creds/app-1"))
+	mustErr(t, e.write("connections/prod", map[string]any{"allowed_roles": ""}), "allowed_roles", "at least one")
+	mustErr(t, e.write("connections/prod", map[string]any{"allowed_usernames": []string{}}), "allowed_usernames", "at least one")
 
 	// Narrowed after the role was written: the mint checks again.
 	mustOK(t, e.write("connections/prod", map[string]any{"allowed_roles": "billing-*"}))
