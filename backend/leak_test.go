@@ -9,6 +9,7 @@ import (
 	"math/big"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -70,6 +71,23 @@ func TestPrivateKeysNeverLeak(t *testing.T) {
 	e.b.wg.Wait()
 	e.read("connections/prod/rotation")
 	e.tick()
+	// The trust-boundary paths: a pasted key in fields that echo nothing, scoping refusals, a
+	// rotate that may deploy an imported key, a re-key to another origin, a failed revoke.
+	e.write("connections/prod", map[string]any{"certificate_subject": pkcs1PEM(imported), "allowed_roles": pkcs1PEM(imported)})
+	e.write("connections/prod", map[string]any{"allowed_usernames": pkcs1PEM(imported)})
+	e.write("roles/shared", map[string]any{"username": e.seed.Deployer.Username})
+	e.write("connections/prod/rotate", map[string]any{"deploy_imported": true})
+	e.b.wg.Wait()
+	active := mustOK(t, e.read("connections/prod/certificate")).Data["certificate"].(string)
+	_ = e.emu.SetAppCertificate(e.seed.App.ConsumerKey, active)
+	lease := mustOK(t, e.read("creds/leased"))
+	tokens = append(tokens, lease.Data["access_token"].(string))
+	e.clock.Advance(time.Hour)
+	e.tick()
+	e.write("connections/prod", map[string]any{"login_url": strings.Replace(e.emu.URL(), "127.0.0.1", "localhost", 1)})
+	e.read("connections/prod")
+	e.read("creds/shared")
+	_ = e.revokeLease(lease)
 
 	// Gather every private key the ring ever held, from storage.
 	var keys []*rsa.PrivateKey
