@@ -66,6 +66,11 @@ type backend struct {
 // Factory is what Vault calls to make one backend per mount.
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
 	b := newBackend()
+	if conf.System != nil {
+		cp := *conf
+		cp.System = newCachedSystemView(conf.System, time.Now)
+		conf = &cp
+	}
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
 	}
