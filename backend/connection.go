@@ -116,12 +116,7 @@ func (c *connectionEntry) subject(name string) string {
 func (c *connectionEntry) rotationEnabled() bool { return c.KeyRotationPeriod > 0 }
 
 func getConnection(ctx context.Context, s logical.Storage, name string) (*connectionEntry, error) {
-	var c connectionEntry
-	found, err := getJSON(ctx, s, connectionsPrefix+name, &c)
-	if err != nil || !found {
-		return nil, err
-	}
-	return &c, nil
+	return getEntry[connectionEntry](ctx, s, connectionsPrefix+name)
 }
 
 // putConnection writes a connection and drops its snapshot (after the write, failed or not:

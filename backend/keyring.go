@@ -149,12 +149,7 @@ func (r *keyRing) activate(v *keyVersion, now time.Time) {
 }
 
 func getKeyRing(ctx context.Context, s logical.Storage, conn string) (*keyRing, error) {
-	var r keyRing
-	found, err := getJSON(ctx, s, keyringPrefix+conn, &r)
-	if err != nil || !found {
-		return nil, err
-	}
-	return &r, nil
+	return getEntry[keyRing](ctx, s, keyringPrefix+conn)
 }
 
 // putKeyRing writes a key ring and drops the connection's snapshot (after the write, failed or

@@ -98,15 +98,14 @@ func (r *roleEntry) allows(req *logical.Request) bool {
 // path has one cached reader per entry: cachedRole here, snapshot for connections and rings.
 
 func getRole(ctx context.Context, s logical.Storage, name string) (*roleEntry, error) {
-	var r roleEntry
-	found, err := getJSON(ctx, s, rolesPrefix+name, &r)
-	if err != nil || !found {
+	r, err := getEntry[roleEntry](ctx, s, rolesPrefix+name)
+	if err != nil || r == nil {
 		return nil, err
 	}
 	if err := r.parseCIDRs(); err != nil {
 		return nil, err
 	}
-	return &r, nil
+	return r, nil
 }
 
 // putRole writes a role and drops its cached copy (after the write, failed or not: what

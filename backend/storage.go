@@ -23,6 +23,16 @@ func getJSON(ctx context.Context, s logical.Storage, key string, v any) (found b
 	return true, nil
 }
 
+// getEntry reads the entry at key; nil when there is none.
+func getEntry[T any](ctx context.Context, s logical.Storage, key string) (*T, error) {
+	var v T
+	found, err := getJSON(ctx, s, key, &v)
+	if err != nil || !found {
+		return nil, err
+	}
+	return &v, nil
+}
+
 func putJSON(ctx context.Context, s logical.Storage, key string, v any) error {
 	e, err := logical.StorageEntryJSON(key, v)
 	if err != nil {
