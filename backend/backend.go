@@ -27,6 +27,7 @@ const (
 	keyringPrefix     = "keyring/"
 	keysPrefix        = "keys/"
 	rolesPrefix       = "roles/"
+	secretsPrefix     = "secrets/" // consumer secrets; seal-wrapped like keys/
 	usagePrefix       = "usage/"
 )
 
@@ -47,6 +48,7 @@ type backend struct {
 	// transports are the HTTP plumbing clients are built on, keyed by CA bundle and host rule.
 	transports *transportPool
 	tokens     *tokenCache   // shared-mode access tokens per role
+	idents     identities    // run-as usernames of client-credentials tokens, by identity URL
 	usage      *usageLog     // role usage not yet written, and its flusher
 	rotor      *rotationRuns // connections whose rotation is being driven right now
 	sched      *schedule     // when each connection next needs rotation work
@@ -97,7 +99,7 @@ func newBackend() *backend {
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
-			SealWrapStorage: []string{keysPrefix},
+			SealWrapStorage: []string{keysPrefix, secretsPrefix},
 		},
 		Paths: framework.PathAppend(
 			// Specific patterns before generic ones: the first match wins.

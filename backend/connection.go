@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"regexp"
 	"sort"
 	"strings"
@@ -67,6 +68,7 @@ type connectionEntry struct {
 	APIVersion             string        `json:"api_version"`
 	ConsumerKeyMaxAge      time.Duration `json:"consumer_key_max_age"`
 	AllowCommunityLogin    bool          `json:"allow_community_login,omitempty"`
+	AuthFlow               string        `json:"auth_flow,omitempty"` // empty: jwt_bearer
 	// Scoping: which roles may use the connection and for whom. Nil lists (entries written
 	// before scoping existed) allow every name, as the contract's default ["*"] does.
 	AllowedRoles         []string  `json:"allowed_roles,omitempty"`
@@ -132,7 +134,9 @@ func (c *connectionEntry) allowsRole(role, username string) *fieldError {
 	if c.AllowedRoles != nil && !strutil.StrListContainsGlob(c.AllowedRoles, strings.ToLower(role)) {
 		return fieldErr("connection", "does not allow this role: add the role's name (or a glob) to the connection's allowed_roles")
 	}
-	if c.AllowedUsernames != nil && !strutil.StrListContainsGlob(c.AllowedUsernames, strings.ToLower(username)) {
+	// username is "" for a client-credentials role: its run-as user is checked once a mint
+	// has named it.
+	if username != "" && c.AllowedUsernames != nil && !strutil.StrListContainsGlob(c.AllowedUsernames, strings.ToLower(username)) {
 		return fieldErr("username", "is not in the connection's allowed_usernames: use an allowed user or ask the connection's admin to allow it")
 	}
 	if !c.AllowPrivilegedRoles && username != "" && (strings.EqualFold(username, c.DeployUsername) || strings.EqualFold(username, c.VerifyUsername)) {
@@ -157,6 +161,12 @@ func (c *connectionEntry) validate() *fieldError {
 	}
 	if len(c.ConsumerKey) > maxConsumerKeyLength || !consumerKeyRe.MatchString(c.ConsumerKey) {
 		return fieldErr("consumer_key", "must be the app's consumer key: up to %d letters, digits, dots or underscores", maxConsumerKeyLength)
+	}
+	if c.clientCredentials() {
+		if u, err := url.Parse(c.LoginURL); err == nil && salesforce.IsGenericLoginHost(u.Hostname()) {
+			return fieldErr("login_url", "must be the org's My Domain with auth_flow=client_credentials (https://<name>.my.salesforce.com, or its sandbox or site variant): Salesforce answers the flow at login and test.salesforce.com with \"request not supported on this domain\"")
+		}
+		return nil
 	}
 	if c.Deploy == deployMetadataAPI {
 		if c.AppName == "" {

@@ -18,6 +18,9 @@ import (
 // promotes it: an operator who uploaded the new certificate early loses no reads.
 // snap is the role's connection as connectionFor returned it (scope checked).
 func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, role *roleEntry, snap *connSnapshot) (*mintedToken, error) {
+	if snap.entry.clientCredentials() {
+		return b.mintClientCredentials(ctx, s, roleName, role, snap)
+	}
 	if snap.active == nil {
 		return nil, &mintRefused{fmt.Sprintf("connection %q has no active key", role.Connection)}
 	}
@@ -34,7 +37,7 @@ func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, 
 	}
 	b.recordMinted(s, roleName, k.version, now)
 	b.Logger().Debug("minted token", "role", roleName, "connection", role.Connection, "key_version", k.version, "username", role.Username)
-	return &mintedToken{token: *tok, username: role.Username, connection: role.Connection, keyVersion: k.version,
+	return &mintedToken{token: *tok, username: role.Username, roleUser: role.Username, connection: role.Connection, keyVersion: k.version,
 		originID: k.originID, client: k.client, issuedAt: now, expiresAt: now.Add(role.SessionTimeout)}, nil
 }
 

@@ -19,7 +19,11 @@ func connectionFields() map[string]*framework.FieldSchema {
 	dur := func(d time.Duration) int { return int(d.Seconds()) }
 	return withName("connection", map[string]*framework.FieldSchema{
 		"consumer_key": {Type: framework.TypeString, Required: true,
-			Description: "The app's consumer key (Setup > App Manager > View > Consumer Key); the JWT iss."},
+			Description: "The app's consumer key (Setup > App Manager > View > Consumer Key); the JWT iss, or the client_id of the client credentials flow."},
+		"auth_flow": {Type: framework.TypeString, Default: authFlowJWTBearer, AllowedValues: []any{authFlowJWTBearer, authFlowClientCredentials},
+			Description: "jwt_bearer (Vault's keys sign assertions for a role's username) or client_credentials (the app's consumer key and secret, for the app's run-as user; an External Client App with the client credentials flow enabled). Set at create; it cannot change."},
+		"consumer_secret": {Type: framework.TypeString, DisplayAttrs: &framework.DisplayAttributes{Sensitive: true},
+			Description: "auth_flow=client_credentials: the app's consumer secret. Write-only: sealed in Vault, sent only to this connection's login_url, never returned. Required at create; writing a new login_url needs it again in the same write, because a secret is bound to the host it was written for."},
 		"login_url": {Type: framework.TypeString, Default: defaultLoginURL,
 			Description: "Where token, revoke and userinfo requests go: https://login.salesforce.com, https://test.salesforce.com, a My Domain (https://acme.my.salesforce.com, https://acme--uat.sandbox.my.salesforce.com), or with allow_community_login an Experience Cloud site URL (https://acme.my.site.com/customers). https only; a login host takes no path. Changing it (or audience, ca_cert, allow_non_salesforce_host) on an existing connection starts a re-key: existing keys keep signing only for the previous origin, and a new key must be proven at the new one (register its certificate on the app) before reads move there."},
 		"allow_community_login": {Type: framework.TypeBool, Default: false,
@@ -131,7 +135,7 @@ func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request,
 		}
 		// Tokens already minted stay valid at Salesforce, so cached tokens survive a settings
 		// change (a new consumer key included).
-		resp, w, err := b.updateConnection(ctx, req.Storage, name, old, conn, pre)
+		resp, w, err := b.updateConnection(ctx, req.Storage, name, old, conn, pre, d)
 		if resp != nil || err != nil {
 			return resp, err
 		}
@@ -160,8 +164,8 @@ func (b *backend) connectionWriteDraft(ctx context.Context, s logical.Storage, n
 	if old != nil && originOf(old).id() == originOf(conn).id() {
 		return nil, nil, nil
 	}
-	if _, ok := d.GetOk("private_key"); ok && old == nil {
-		return nil, nil, nil // an import: nothing to generate
+	if _, ok := d.GetOk("private_key"); (ok && old == nil) || conn.clientCredentials() {
+		return nil, nil, nil // an import, or no keys at all: nothing to generate
 	}
 	key, err := keyutil.Generate(nil, conn.KeyType)
 	return key, nil, err
@@ -182,11 +186,46 @@ func (b *backend) connectionWriteDraftLocked(ctx context.Context, s logical.Stor
 	if ferr := applyConnectionFields(conn, d, now); ferr != nil {
 		return nil, nil, ferr.response(), nil
 	}
-	if ferr := validSubject(conn.subject(name)); ferr != nil {
+	if ferr := checkFlow(old, conn, d); ferr != nil {
 		return nil, nil, ferr.response(), nil
+	}
+	if !conn.clientCredentials() {
+		if ferr := validSubject(conn.subject(name)); ferr != nil {
+			return nil, nil, ferr.response(), nil
+		}
 	}
 	conn.UpdatedAt = now
 	return old, conn, nil, nil
+}
+
+// checkFlow checks what depends on the connection's flow: it is set at create and never
+// changes; a client-credentials connection takes a consumer_secret and none of the key fields.
+func checkFlow(old, conn *connectionEntry, d *framework.FieldData) *fieldError {
+	if old != nil && old.flow() != conn.flow() {
+		return fieldErr("auth_flow", "cannot change on an existing connection: create a new connection for the other flow and move the roles to it")
+	}
+	secret, given := d.GetOk("consumer_secret")
+	if !conn.clientCredentials() {
+		if given {
+			return fieldErr("consumer_secret", "applies to auth_flow=client_credentials connections only")
+		}
+		return nil
+	}
+	for _, f := range jwtOnlyFields {
+		if _, ok := d.GetOk(f); ok {
+			return fieldErr(f, "applies to auth_flow=jwt_bearer connections only: a client_credentials connection has no keys or certificates")
+		}
+	}
+	if given {
+		return validConsumerSecret(secret.(string))
+	}
+	if old == nil {
+		return fieldErr("consumer_secret", "is required with auth_flow=client_credentials: copy it from the app's consumer details")
+	}
+	if originOf(old).id() != originOf(conn).id() {
+		return fieldErr("consumer_secret", "must be written again with a new login_url, ca_cert or allow_non_salesforce_host: the secret is bound to the host it was written for and is never sent to another")
+	}
+	return nil
 }
 
 // updateConnection writes changed settings. A change of origin (login_url, audience, trust) is
@@ -194,7 +233,17 @@ func (b *backend) connectionWriteDraftLocked(ctx context.Context, s logical.Stor
 // for the new one, and a fresh pending key is made for the new origin, to be proven there.
 // The connection write sits between the two ring writes; a crash after it leaves the active key
 // pinned to the old origin, and the schedule starts the re-key on its next tick.
-func (b *backend) updateConnection(ctx context.Context, s logical.Storage, name string, old, conn *connectionEntry, pre *rsa.PrivateKey) (*logical.Response, []string, error) {
+func (b *backend) updateConnection(ctx context.Context, s logical.Storage, name string, old, conn *connectionEntry, pre *rsa.PrivateKey, d *framework.FieldData) (*logical.Response, []string, error) {
+	if conn.clientCredentials() {
+		// The secret first: written for the new origin, it is used only once the connection
+		// names that origin; a crash in between leaves a secret no mint sends anywhere.
+		if secret, ok := d.GetOk("consumer_secret"); ok {
+			if err := b.putConsumerSecret(ctx, s, name, conn, secret.(string)); err != nil {
+				return nil, nil, err
+			}
+		}
+		return nil, nil, b.putConnection(ctx, s, name, conn)
+	}
 	if originOf(old).id() == originOf(conn).id() {
 		return nil, nil, b.putConnection(ctx, s, name, conn)
 	}
@@ -227,6 +276,9 @@ func (b *backend) updateConnection(ctx context.Context, s logical.Storage, name 
 // connection: the connection entry comes last, so until it exists nothing is visible, and a
 // failure removes what was written.
 func (b *backend) createConnection(ctx context.Context, s logical.Storage, name string, conn *connectionEntry, d *framework.FieldData, pre *rsa.PrivateKey) (*logical.Response, error) {
+	if conn.clientCredentials() {
+		return nil, b.createClientCredentials(ctx, s, name, conn, d.Get("consumer_secret").(string))
+	}
 	key, cert, ferr := importedKeyFields(d, "private_key", "certificate")
 	if ferr != nil {
 		return ferr.response(), nil
@@ -257,12 +309,32 @@ func (b *backend) createConnection(ctx context.Context, s logical.Storage, name 
 	return nil, nil
 }
 
+// createClientCredentials stores the consumer secret, then the connection: until the
+// connection exists nothing is visible, and a failure removes what was written.
+func (b *backend) createClientCredentials(ctx context.Context, s logical.Storage, name string, conn *connectionEntry, secret string) error {
+	if err := deleteConsumerSecrets(ctx, s, name); err != nil { // leftovers of a failed delete
+		return err
+	}
+	if err := b.putConsumerSecret(ctx, s, name, conn, secret); err != nil {
+		return err
+	}
+	if err := b.putConnection(ctx, s, name, conn); err != nil {
+		b.undoCreate(ctx, s, name)
+		return err
+	}
+	b.Logger().Info("created connection", "connection", name, "flow", authFlowClientCredentials)
+	return nil
+}
+
 func (b *backend) undoCreate(ctx context.Context, s logical.Storage, name string) {
 	defer b.snaps.drop(name)
 	if err := s.Delete(ctx, keyringPrefix+name); err != nil {
 		b.Logger().Error("cleaning up a failed connection create", "connection", name, "error", err)
 	}
 	if err := deleteAllKeyMaterial(ctx, s, name); err != nil {
+		b.Logger().Error("cleaning up a failed connection create", "connection", name, "error", err)
+	}
+	if err := deleteConsumerSecrets(ctx, s, name); err != nil {
 		b.Logger().Error("cleaning up a failed connection create", "connection", name, "error", err)
 	}
 }
@@ -275,6 +347,11 @@ func applyConnectionFields(c *connectionEntry, d *framework.FieldData, now time.
 			*dst = strings.TrimSpace(v.(string))
 		}
 		return ok
+	}
+	if str("auth_flow", &c.AuthFlow) {
+		if ferr := oneOf("auth_flow", c.AuthFlow, authFlowJWTBearer, authFlowClientCredentials); ferr != nil {
+			return ferr
+		}
 	}
 	oldKey := c.ConsumerKey
 	str("consumer_key", &c.ConsumerKey)
@@ -463,6 +540,7 @@ func (b *backend) connectionResponse(name string, c *connectionEntry, ring *keyR
 	secs := func(d time.Duration) int64 { return int64(d.Seconds()) }
 	data := map[string]any{
 		"consumer_key":              c.ConsumerKey,
+		"auth_flow":                 c.flow(),
 		"consumer_key_set_at":       formatTime(c.ConsumerKeySetAt),
 		"login_url":                 c.LoginURL,
 		"audience":                  c.audience(),
@@ -491,6 +569,11 @@ func (b *backend) connectionResponse(name string, c *connectionEntry, ring *keyR
 		"updated_at":                formatTime(c.UpdatedAt),
 	}
 	resp := &logical.Response{Data: data}
+	if c.clientCredentials() {
+		for _, f := range jwtOnlyFields {
+			delete(data, f) // settings of keys and certificates, which it has none of
+		}
+	}
 	if ring == nil {
 		return resp, nil
 	}
@@ -569,6 +652,9 @@ func (b *backend) pathConnectionDelete(ctx context.Context, req *logical.Request
 		}
 	}
 	if err := deleteAllKeyMaterial(ctx, req.Storage, name); err != nil {
+		return nil, err
+	}
+	if err := deleteConsumerSecrets(ctx, req.Storage, name); err != nil {
 		return nil, err
 	}
 	b.unscheduleConnection(name)

@@ -17,20 +17,20 @@ import (
 func pathKeys(b *backend) []*framework.Path {
 	return []*framework.Path{
 		pathSpec{pattern: entryPath("connections/", "/certificate"), verb: "read", suffix: "connection-certificate", fields: withName("connection", nil),
-			ops:      map[logical.Operation]framework.OperationHandler{logical.ReadOperation: plain(b.pathCertificateRead, "Read the certificates to register on the app.")},
+			ops:      map[logical.Operation]framework.OperationHandler{logical.ReadOperation: plain(b.keysOnly(b.pathCertificateRead), "Read the certificates to register on the app.")},
 			synopsis: "Read the active (and pending) certificate of a connection.", help: certificateHelp}.path(),
 		pathSpec{pattern: entryPath("connections/", "/keys/?$"), suffix: "connection-keys", fields: withName("connection", nil),
-			ops:      map[logical.Operation]framework.OperationHandler{logical.ListOperation: plain(b.pathKeysList, "List the key versions with their status.")},
+			ops:      map[logical.Operation]framework.OperationHandler{logical.ListOperation: plain(b.keysOnly(b.pathKeysList), "List the key versions with their status.")},
 			synopsis: "List a connection's key versions.", help: keysHelp}.path(),
 		pathSpec{pattern: entryPath("connections/", "/keys/(?P<version>[0-9]+)"), suffix: "connection-key",
 			fields: withName("connection", map[string]*framework.FieldSchema{"version": {Type: framework.TypeInt, Description: "Key version."}}),
 			ops: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation:   plain(b.pathKeyRead, "Read a key version's metadata and certificate."),
-				logical.DeleteOperation: changes(b.pathKeyDelete, "Destroy an archived key version."),
+				logical.ReadOperation:   plain(b.keysOnly(b.pathKeyRead), "Read a key version's metadata and certificate."),
+				logical.DeleteOperation: changes(b.keysOnly(b.pathKeyDelete), "Destroy an archived key version."),
 			},
 			synopsis: "Read a key version, or destroy an archived one.", help: keyHelp}.path(),
 		pathSpec{pattern: entryPath("connections/", "/import"), verb: "import", suffix: "connection-key", fields: withName("connection", importFields()),
-			ops:      map[logical.Operation]framework.OperationHandler{logical.UpdateOperation: changes(b.pathImport, "Import an existing key into the ring.")},
+			ops:      map[logical.Operation]framework.OperationHandler{logical.UpdateOperation: changes(b.keysOnly(b.pathImport), "Import an existing key into the ring.")},
 			synopsis: "Import an existing private key into a connection's ring.", help: importHelp}.path(),
 	}
 }

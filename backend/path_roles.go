@@ -78,7 +78,7 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 		cp := *old
 		role = &cp
 	}
-	if ferr := applyRoleFields(role, d, old == nil); ferr != nil {
+	if ferr := applyRoleFields(role, d); ferr != nil {
 		return ferr.response(), nil
 	}
 	role.UpdatedAt = now
@@ -95,6 +95,12 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if conn == nil {
 		return fieldErr("connection", "does not exist: create it at connections/<name> first (see `vault list <mount>/connections`)").response(), nil
 	}
+	switch {
+	case conn.clientCredentials() && role.Username != "":
+		return fieldErr("username", "must be empty on a client_credentials connection: its tokens act for the app's run-as user, set on the app in Salesforce").response(), nil
+	case !conn.clientCredentials() && role.Username == "":
+		return fieldErr("username", "is required: the Salesforce username the tokens are for, e.g. integration@acme.com").response(), nil
+	}
 	if ferr := conn.allowsRole(name, role.Username); ferr != nil {
 		return ferr.response(), nil
 	}
@@ -109,7 +115,7 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 }
 
 // applyRoleFields sets the given fields on r and checks the result as a whole.
-func applyRoleFields(r *roleEntry, d *framework.FieldData, create bool) *fieldError {
+func applyRoleFields(r *roleEntry, d *framework.FieldData) *fieldError {
 	if v, ok := d.GetOk("connection"); ok {
 		r.Connection = strings.TrimSpace(v.(string))
 	}
@@ -150,11 +156,11 @@ func applyRoleFields(r *roleEntry, d *framework.FieldData, create bool) *fieldEr
 		return fieldErr("connection", "is required: the name of a connection (see `vault list <mount>/connections`)")
 	case len(r.Connection) > maxNameLength || !connectionNameRe.MatchString(r.Connection) || strings.Contains(r.Connection, ".."):
 		return fieldErr("connection", "is not a connection name: letters, digits, '-', '_' and '.', starting and ending with a letter or digit, no '..'")
-	case create && r.Username == "":
-		return fieldErr("username", "is required: the Salesforce username the tokens are for, e.g. integration@acme.com")
 	}
-	if ferr := validUsername("username", r.Username); ferr != nil {
-		return ferr
+	if r.Username != "" {
+		if ferr := validUsername("username", r.Username); ferr != nil {
+			return ferr
+		}
 	}
 	if ferr := oneOf("token_mode", r.TokenMode, tokenModeShared, tokenModePerLease); ferr != nil {
 		return ferr

@@ -16,10 +16,10 @@ func pathRotation(b *backend) []*framework.Path {
 				"deploy_imported": {Type: framework.TypeBool, Default: false,
 					Description: "With deploy=metadata_api and an imported pending key: deploy that key's certificate to the app. By default an imported pending key is archived and a fresh key generated, because whoever imported a key may hold a copy of it outside Vault."},
 			}),
-			ops:      map[logical.Operation]framework.OperationHandler{logical.UpdateOperation: changes(b.pathRotate, "Start a key rotation.")},
+			ops:      map[logical.Operation]framework.OperationHandler{logical.UpdateOperation: changes(b.keysOnly(b.pathRotate), "Start a key rotation.")},
 			synopsis: "Start rotating a connection's key.", help: rotateHelp}.path(),
 		pathSpec{pattern: entryPath("connections/", "/rotation"), verb: "read", suffix: "connection-rotation", fields: withName("connection", nil),
-			ops:      map[logical.Operation]framework.OperationHandler{logical.ReadOperation: plain(b.pathRotationRead, "Read the rotation state.")},
+			ops:      map[logical.Operation]framework.OperationHandler{logical.ReadOperation: plain(b.keysOnly(b.pathRotationRead), "Read the rotation state.")},
 			synopsis: "Read the state of a connection's key rotation.", help: rotationHelp}.path(),
 		pathSpec{pattern: entryPath("connections/", "/promote"), verb: "promote", suffix: "connection-key",
 			fields: withName("connection", map[string]*framework.FieldSchema{
@@ -28,7 +28,7 @@ func pathRotation(b *backend) []*framework.Path {
 				"version": {Type: framework.TypeInt,
 					Description: "Key version to promote. Default: the pending key. An archived version may be promoted back (rolling back to its certificate, which must be on the app again)."},
 			}),
-			ops:      map[logical.Operation]framework.OperationHandler{logical.UpdateOperation: changes(b.pathPromote, "Promote the pending key.")},
+			ops:      map[logical.Operation]framework.OperationHandler{logical.UpdateOperation: changes(b.keysOnly(b.pathPromote), "Promote the pending key.")},
 			synopsis: "Promote a connection's pending key to active.", help: promoteHelp}.path(),
 	}
 }

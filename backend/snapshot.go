@@ -47,8 +47,9 @@ func (o *origin) id() string {
 type connSnapshot struct {
 	name    string
 	entry   *connectionEntry
-	active  *signingKey // nil: the connection has no key that may sign
-	pending *signingKey // nil: no rotation in flight
+	active  *signingKey   // nil: the connection has no key that may sign
+	pending *signingKey   // nil: no rotation in flight
+	cc      *consumerPair // auth_flow=client_credentials: the consumer pair; nil otherwise
 	// origins are every origin the ring has bound a key to, by id: where a token minted with
 	// any of them is revoked.
 	origins map[string]*origin
@@ -68,7 +69,7 @@ type signingKey struct {
 func (b *backend) snapshot(ctx context.Context, s logical.Storage, name string) (*connSnapshot, error) {
 	return readThrough(b.snaps, name, func() (*connSnapshot, error) {
 		conn, ring, err := b.loadConnection(ctx, s, name)
-		if err != nil || conn == nil || ring == nil {
+		if err != nil || conn == nil || (ring == nil && !conn.clientCredentials()) {
 			return nil, err
 		}
 		// Most connections of a mount share one CA bundle (or none): keep one copy.
@@ -82,10 +83,13 @@ func (b *backend) snapshot(ctx context.Context, s logical.Storage, name string) 
 func (b *backend) buildSnapshot(ctx context.Context, s logical.Storage, name string, conn *connectionEntry, ring *keyRing) (*connSnapshot, error) {
 	snap := &connSnapshot{name: name, entry: conn, origins: map[string]*origin{}}
 	current := originOf(conn)
+	snap.origins[current.id()] = current
+	if conn.clientCredentials() {
+		return snap, b.loadConsumerPair(ctx, s, snap, current)
+	}
 	for id, o := range ring.Origins {
 		snap.origins[id] = o
 	}
-	snap.origins[current.id()] = current
 	for _, v := range []*keyVersion{ring.active(), ring.pending()} {
 		if v == nil {
 			continue
@@ -104,6 +108,21 @@ func (b *backend) buildSnapshot(ctx context.Context, s logical.Storage, name str
 		}
 	}
 	return snap, nil
+}
+
+// loadConsumerPair puts the connection's consumer pair in snap, if its secret is bound to the
+// connection's origin: a secret is never sent to a login_url it was not written for.
+func (b *backend) loadConsumerPair(ctx context.Context, s logical.Storage, snap *connSnapshot, current *origin) error {
+	sec, err := getConsumerSecret(ctx, s, snap.name)
+	if err != nil || sec == nil || sec.BoundOrigin != current.id() {
+		return err
+	}
+	client, err := b.transports.client(current, b.retry)
+	if err != nil {
+		return &mintRefused{fmt.Sprintf("connection %q: %s", snap.name, err)}
+	}
+	snap.cc = &consumerPair{key: snap.entry.ConsumerKey, secret: sec.Secret, originID: current.id(), client: client}
+	return nil
 }
 
 // signingKeyFor loads version v's private key and the client of the origin it is bound to.

@@ -15,7 +15,8 @@ import (
 // (the session is an idle timeout that each use extends).
 type mintedToken struct {
 	token      salesforce.Token
-	username   string
+	username   string // who the token acts for
+	roleUser   string // the role's username it was minted for ("" on client credentials)
 	connection string
 	keyVersion int
 	// originID and client are where the token was issued: it is revoked there, whatever the
@@ -55,7 +56,7 @@ func (c *tokenCache) fresh(name string, role *roleEntry, now time.Time) *mintedT
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	t := c.m[name]
-	if t == nil || t.expiresAt.Sub(now) < role.TTL || t.username != role.Username || t.connection != role.Connection {
+	if t == nil || t.expiresAt.Sub(now) < role.TTL || t.roleUser != role.Username || t.connection != role.Connection {
 		return nil
 	}
 	return t

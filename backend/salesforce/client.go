@@ -333,7 +333,11 @@ const maxBody = 1 << 20
 
 // RequestToken exchanges a signed assertion for an access token.
 func (c *Client) RequestToken(ctx context.Context, assertion string) (*Token, error) {
-	form := url.Values{"grant_type": {jwtBearerGrant}, "assertion": {assertion}}
+	return c.token(ctx, url.Values{"grant_type": {jwtBearerGrant}, "assertion": {assertion}})
+}
+
+// token posts a grant to the token endpoint and checks the answer.
+func (c *Client) token(ctx context.Context, form url.Values) (*Token, error) {
 	var tok Token
 	err := c.do(ctx, "token request", "/services/oauth2/token", form, func(status int, body []byte) error {
 		if err := json.Unmarshal(body, &tok); err != nil {

@@ -1,0 +1,162 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/backend/salesforce"
+)
+
+// Client-credentials connections: an External Client App's consumer key and secret, sealed in
+// Vault, exchanged for an access token of the app's run-as user. The secret is stored only
+// under the seal-wrapped secrets/ prefix, bound to the origin it was written for like a key,
+// and sent nowhere but that origin's token endpoint.
+
+const (
+	authFlowJWTBearer         = "jwt_bearer"
+	authFlowClientCredentials = "client_credentials"
+
+	maxConsumerSecretLength = 256
+)
+
+// jwtOnlyFields are the connection fields that only mean something for keys and certificates;
+// a client-credentials connection refuses them when they are given.
+var jwtOnlyFields = []string{"audience", "key_type", "certificate_ttl", "certificate_subject", "key_rotation_period",
+	"certificate_renew_before", "keep_archived_keys", "deploy", "app_type", "app_name", "eca_oauth_settings_name",
+	"deploy_username", "verify_username", "propagation_timeout", "private_key", "certificate"}
+
+// flow is the connection's OAuth flow; entries written before flows existed are JWT bearer.
+func (c *connectionEntry) flow() string {
+	if c.AuthFlow == "" {
+		return authFlowJWTBearer
+	}
+	return c.AuthFlow
+}
+
+func (c *connectionEntry) clientCredentials() bool { return c.flow() == authFlowClientCredentials }
+
+// consumerSecret is the only storage entry that holds a consumer secret. Versioned so that a
+// rotation can hold the staged and the previous pair beside the active one.
+type consumerSecret struct {
+	ConsumerKey string    `json:"consumer_key"`
+	Secret      string    `json:"secret"`
+	BoundOrigin string    `json:"bound_origin"` // the origin it may be sent to (origin.id)
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+func consumerSecretPath(conn string, version int) string {
+	return secretsPrefix + conn + "/consumer/" + strconv.Itoa(version)
+}
+
+func getConsumerSecret(ctx context.Context, s logical.Storage, conn string) (*consumerSecret, error) {
+	return getEntry[consumerSecret](ctx, s, consumerSecretPath(conn, 1))
+}
+
+// putConsumerSecret writes the connection's secret, bound to conn's current origin, and drops
+// the connection's snapshot.
+func (b *backend) putConsumerSecret(ctx context.Context, s logical.Storage, name string, conn *connectionEntry, secret string) error {
+	defer b.snaps.drop(name)
+	return putJSON(ctx, s, consumerSecretPath(name, 1), &consumerSecret{ConsumerKey: conn.ConsumerKey, Secret: secret,
+		BoundOrigin: originOf(conn).id(), CreatedAt: b.now().UTC()})
+}
+
+// deleteConsumerSecrets erases every stored consumer secret of a connection.
+func deleteConsumerSecrets(ctx context.Context, s logical.Storage, conn string) error {
+	return deleteAll(ctx, s, secretsPrefix+conn+"/consumer/")
+}
+
+// deleteAll deletes every entry directly under prefix.
+func deleteAll(ctx context.Context, s logical.Storage, prefix string) error {
+	names, err := s.List(ctx, prefix)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := s.Delete(ctx, prefix+n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// consumerPair is a client-credentials connection's secret, ready to use at its origin.
+type consumerPair struct {
+	key, secret string
+	originID    string
+	client      *salesforce.Client
+}
+
+// validConsumerSecret checks a written consumer_secret without ever quoting it.
+func validConsumerSecret(v string) *fieldError {
+	if v == "" || len(v) > maxConsumerSecretLength || hasControlOrFormat(v) {
+		return fieldErr("consumer_secret", "must be the app's consumer secret: 1 to %d printable characters, from the app's consumer details", maxConsumerSecretLength)
+	}
+	return nil
+}
+
+// identities maps identity URLs to usernames: the run-as user of a client-credentials app does
+// not change between mints, so its identity is read once, not once a mint.
+type identities struct{ m sync.Map }
+
+// mintClientCredentials exchanges the connection's consumer pair for a token of the app's
+// run-as user, at the origin the secret is bound to.
+func (b *backend) mintClientCredentials(ctx context.Context, s logical.Storage, roleName string, role *roleEntry, snap *connSnapshot) (*mintedToken, error) {
+	cc := snap.cc
+	if cc == nil {
+		return nil, &mintRefused{fmt.Sprintf("connection %q has no consumer secret for its login_url: write consumer_secret on the connection", role.Connection)}
+	}
+	tok, err := cc.client.RequestClientCredentialsToken(ctx, cc.key, cc.secret)
+	now := b.now().UTC()
+	if err != nil {
+		b.recordFailed(s, roleName, err, now)
+		b.Logger().Warn("token request failed", "role", roleName, "connection", role.Connection, "flow", authFlowClientCredentials, "error", err)
+		return nil, err
+	}
+	username, err := b.runAsUser(ctx, cc.client, tok)
+	if err == nil {
+		if ferr := snap.entry.allowsRole(roleName, username); ferr != nil {
+			err = &mintRefused{fmt.Sprintf("role %q may not mint on connection %q: the app's run-as user %s", roleName, role.Connection, ferr)}
+		}
+	}
+	if err != nil {
+		b.revokeQuietly(ctx, role.Connection, cc.client, tok.AccessToken)
+		b.recordFailed(s, roleName, err, now)
+		return nil, err
+	}
+	b.recordMinted(s, roleName, 0, now)
+	b.Logger().Debug("minted token", "role", roleName, "connection", role.Connection, "flow", authFlowClientCredentials, "username", username)
+	return &mintedToken{token: *tok, username: username, roleUser: role.Username, connection: role.Connection, originID: cc.originID, client: cc.client,
+		issuedAt: now, expiresAt: now.Add(role.SessionTimeout)}, nil
+}
+
+func (b *backend) runAsUser(ctx context.Context, client *salesforce.Client, tok *salesforce.Token) (string, error) {
+	if u, ok := b.idents.m.Load(tok.ID); ok {
+		return u.(string), nil
+	}
+	u, err := client.Username(ctx, tok)
+	if err == nil {
+		b.idents.m.Store(tok.ID, u)
+	}
+	return u, err
+}
+
+// keysOnly wraps a handler of the key ring's paths: on a client-credentials connection, which
+// has no keys or certificates, it answers a 400 that says so instead of an empty answer.
+func (b *backend) keysOnly(h framework.OperationFunc) framework.OperationFunc {
+	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+		conn, err := getConnection(ctx, req.Storage, d.Get("name").(string))
+		if err != nil {
+			return nil, err
+		}
+		if conn != nil && conn.clientCredentials() {
+			return logical.ErrorResponse("connection %q uses auth_flow=client_credentials: it has no keys, certificates or key rotation (those are for jwt_bearer connections)", d.Get("name").(string)), nil
+		}
+		return h(ctx, req, d)
+	}
+}

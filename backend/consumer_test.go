@@ -1,0 +1,101 @@
+package backend
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const testSecret = "S3cr3tConsumerValue0123456789ABCDEF"
+
+// ccConnection is a client-credentials connection to the emulator's host.
+func (e *testEnv) ccConnection(extra map[string]any) map[string]any {
+	d := map[string]any{"auth_flow": "client_credentials", "consumer_key": e.seed.App.ConsumerKey, "consumer_secret": testSecret,
+		"login_url": e.emu.URL(), "allow_non_salesforce_host": true, "ca_cert": e.emu.CACertPEM()}
+	for k, v := range extra {
+		d[k] = v
+	}
+	return d
+}
+
+// Bad input of a client-credentials connection and its roles: each a 400 naming the field, none
+// quoting the secret.
+func TestClientCredentialsConnectionInput(t *testing.T) {
+	e := newTestEnv(t)
+	mustOK(t, e.write("connections/cc", e.ccConnection(nil)))
+	e.createConnection("jwt", nil)
+	cases := []struct {
+		name, path string
+		data       map[string]any
+		field      string
+	}{
+		{"login host", "connections/c1", e.ccConnection(map[string]any{"login_url": "https://login.salesforce.com", "allow_non_salesforce_host": false, "ca_cert": ""}), "login_url"},
+		{"test host", "connections/c2", e.ccConnection(map[string]any{"login_url": "https://test.salesforce.com", "allow_non_salesforce_host": false, "ca_cert": ""}), "login_url"},
+		{"no secret", "connections/c3", e.ccConnection(map[string]any{"consumer_secret": nil}), "consumer_secret"},
+		{"empty secret", "connections/c4", e.ccConnection(map[string]any{"consumer_secret": ""}), "consumer_secret"},
+		{"control char", "connections/c5", e.ccConnection(map[string]any{"consumer_secret": testSecret + "\n"}), "consumer_secret"},
+		{"key field", "connections/c6", e.ccConnection(map[string]any{"key_type": "rsa-4096"}), "key_type"},
+		{"deploy field", "connections/c7", e.ccConnection(map[string]any{"deploy": "metadata_api"}), "deploy"},
+		{"import", "connections/c8", e.ccConnection(map[string]any{"private_key": "x"}), "private_key"},
+		{"flow change", "connections/cc", map[string]any{"auth_flow": "jwt_bearer"}, "auth_flow"},
+		{"flow change jwt", "connections/jwt", map[string]any{"auth_flow": "client_credentials", "consumer_secret": testSecret}, "auth_flow"},
+		{"secret on jwt", "connections/jwt", map[string]any{"consumer_secret": testSecret}, "consumer_secret"},
+		{"new host without secret", "connections/cc", map[string]any{"login_url": strings.Replace(e.emu.URL(), "127.0.0.1", "localhost", 1)}, "consumer_secret"},
+		{"unknown flow", "connections/c9", e.ccConnection(map[string]any{"auth_flow": "password"}), "auth_flow"},
+		{"role username", "roles/r1", map[string]any{"connection": "cc", "username": e.seed.User.Username}, "username"},
+		{"role without username on jwt", "roles/r2", map[string]any{"connection": "jwt"}, "username"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			data := map[string]any{}
+			for k, v := range c.data {
+				if v != nil {
+					data[k] = v
+				}
+			}
+			resp, err := e.do(logical.UpdateOperation, c.path, data)
+			if err != nil {
+				t.Fatalf("a 500 instead of a 400: %v", err)
+			}
+			mustErr(t, resp, c.field)
+			if strings.Contains(resp.Error().Error(), testSecret) {
+				t.Fatal("the error quotes the consumer secret")
+			}
+		})
+	}
+	// The secret is nowhere in what a read returns, and the key paths say why they do not apply.
+	d := mustOK(t, e.read("connections/cc")).Data
+	if d["auth_flow"] != "client_credentials" || d["key_type"] != nil || d["certificate"] != nil {
+		t.Fatalf("read: %v", d)
+	}
+	if strings.Contains(responseText(e.read("connections/cc")), testSecret) {
+		t.Fatal("a read returns the consumer secret")
+	}
+	for _, p := range []string{"connections/cc/certificate", "connections/cc/rotation"} {
+		mustErr(t, e.read(p), "client_credentials")
+	}
+	mustErr(t, e.list("connections/cc/keys/"), "client_credentials")
+	for _, p := range []string{"connections/cc/rotate", "connections/cc/promote"} {
+		mustErr(t, e.write(p, nil), "client_credentials")
+	}
+	// Stored under the seal-wrapped prefix only.
+	sec, err := getConsumerSecret(context.Background(), e.storage, "cc")
+	if err != nil || sec == nil || sec.Secret != testSecret {
+		t.Fatalf("stored secret: %v %v", sec, err)
+	}
+	entry, _ := e.storage.Get(context.Background(), connectionsPrefix+"cc")
+	if strings.Contains(string(entry.Value), testSecret) {
+		t.Fatal("the connection entry holds the secret; it belongs under secrets/ only")
+	}
+	if !slices.Contains(e.b.PathsSpecial.SealWrapStorage, secretsPrefix) {
+		t.Fatal("secrets/ is not declared for seal wrapping")
+	}
+	// Deleting the connection erases the secret.
+	mustOK(t, e.del("connections/cc"))
+	if sec, _ := getConsumerSecret(context.Background(), e.storage, "cc"); sec != nil {
+		t.Fatal("the consumer secret survived the connection's delete")
+	}
+}
