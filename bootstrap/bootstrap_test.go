@@ -377,41 +377,90 @@ func TestPolicies(t *testing.T) {
 			t.Error("auditor.hcl: should deny salesforce/creds/*")
 		}
 	})
-	t.Run("operator manages everything but never mints", func(t *testing.T) {
+	// The role operator and the connection admin split the engine's administration: only the
+	// connection admin may change where a connection points (or its keys), only the operator
+	// writes roles, and neither mints.
+	t.Run("operator manages roles, only reads connections, never mints", func(t *testing.T) {
 		want := map[string]string{ // path a capability must reach → capability
+			"salesforce/connections/+":          "read",
+			"salesforce/connections/+/rotation": "read",
+			"salesforce/roles/+":                "create",
+			"salesforce/roles/+/reset":          "update",
+		}
+		rules := parsePolicy(t, "operator.hcl")
+		checkNeverMints(t, "operator.hcl", rules)
+		for _, r := range rules {
+			if strings.HasPrefix(r.path, "salesforce/connections/") {
+				for _, c := range r.caps {
+					if c != "read" && c != "list" {
+						t.Errorf("operator.hcl: %q grants %q: connections (login_url, keys) are the connection admin's", r.path, c)
+					}
+				}
+			}
+		}
+		requireGrants(t, "operator.hcl", rules, want)
+	})
+	t.Run("connection admin manages connections and keys, only reads roles, never mints", func(t *testing.T) {
+		want := map[string]string{
 			"salesforce/connections/+":          "create",
 			"salesforce/connections/+/rotate":   "update",
 			"salesforce/connections/+/promote":  "update",
 			"salesforce/connections/+/import":   "update",
 			"salesforce/connections/+/keys/+":   "delete",
-			"salesforce/roles/+":                "update",
-			"salesforce/roles/+/reset":          "update",
 			"salesforce/connections/+/rotation": "read",
 		}
-		rules := parsePolicy(t, "operator.hcl")
+		rules := parsePolicy(t, "connection-admin.hcl")
+		checkNeverMints(t, "connection-admin.hcl", rules)
 		for _, r := range rules {
-			if strings.HasPrefix(r.path, "salesforce/creds/") && !slices.Equal(r.caps, []string{"deny"}) {
-				t.Errorf("operator.hcl: %q grants %v on creds", r.path, r.caps)
-			}
-			if slices.Contains(r.caps, "sudo") {
-				t.Errorf("operator.hcl: %q grants sudo", r.path)
-			}
-		}
-		for path, capability := range want {
-			i := slices.IndexFunc(rules, func(r policyRule) bool { return r.path == path })
-			if i < 0 || !slices.Contains(rules[i].caps, capability) {
-				t.Errorf("operator.hcl: %q should grant %q", path, capability)
+			if strings.HasPrefix(r.path, "salesforce/roles/") {
+				for _, c := range r.caps {
+					if c != "read" && c != "list" {
+						t.Errorf("connection-admin.hcl: %q grants %q: roles are the operator's", r.path, c)
+					}
+				}
 			}
 		}
+		requireGrants(t, "connection-admin.hcl", rules, want)
 	})
+}
+
+// checkNeverMints fails unless every creds/ rule of a policy is a deny, and no rule grants sudo.
+func checkNeverMints(t *testing.T, name string, rules []policyRule) {
+	t.Helper()
+	deniesCreds := false
+	for _, r := range rules {
+		if strings.HasPrefix(r.path, "salesforce/creds/") {
+			if !slices.Equal(r.caps, []string{"deny"}) {
+				t.Errorf("%s: %q grants %v on creds", name, r.path, r.caps)
+			}
+			deniesCreds = deniesCreds || r.path == "salesforce/creds/*"
+		}
+		if slices.Contains(r.caps, "sudo") {
+			t.Errorf("%s: %q grants sudo", name, r.path)
+		}
+	}
+	if !deniesCreds {
+		t.Errorf("%s: should deny salesforce/creds/*", name)
+	}
+}
+
+// requireGrants fails unless each path has a rule granting its capability.
+func requireGrants(t *testing.T, name string, rules []policyRule, want map[string]string) {
+	t.Helper()
+	for path, capability := range want {
+		i := slices.IndexFunc(rules, func(r policyRule) bool { return r.path == path })
+		if i < 0 || !slices.Contains(rules[i].caps, capability) {
+			t.Errorf("%s: %q should grant %q", name, path, capability)
+		}
+	}
 }
 
 // TestTerraformPolicyFiles checks that the policy files the Terraform example loads exist.
 func TestTerraformPolicyFiles(t *testing.T) {
 	main := mustRead(t, filepath.Join("terraform", "main.tf"))
 	refs := regexp.MustCompile(`file\("\$\{path\.module\}/([^"]+)"\)`).FindAllStringSubmatch(main, -1)
-	if len(refs) != 3 {
-		t.Fatalf("terraform/main.tf loads %d policy files, want 3", len(refs))
+	if len(refs) != 4 {
+		t.Fatalf("terraform/main.tf loads %d policy files, want 4 (app, operator, connection-admin, auditor)", len(refs))
 	}
 	for _, m := range refs {
 		if _, err := os.Stat(filepath.Join("terraform", filepath.FromSlash(m[1]))); err != nil {

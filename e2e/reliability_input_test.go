@@ -355,6 +355,8 @@ func TestReliabilityBadInput(t *testing.T) {
 			problem = fmt.Sprintf("HTTP %d, want %v: %.300s", status, statuses, msg)
 		case c.field != "" && !strings.Contains(msg, c.field):
 			problem = fmt.Sprintf("HTTP %d but the error does not name %q: %.300s", status, c.field, msg)
+		case relEchoesValue(c, msg):
+			problem = fmt.Sprintf("HTTP %d but the error quotes the value given for %s (it should name the field and what is accepted): %.300s", status, c.field, msg)
 		}
 		after := relSnapshot(t, v, uuid)
 		if diff := relSnapshotDiff(before, after); diff != "" {
@@ -394,6 +396,28 @@ func TestReliabilityBadInput(t *testing.T) {
 		relReport(t, "input", c, "cases", tl.cases, "refused", tl.refused, "accepted_known_bug", tl.bugs, "written", tl.written, "panics", 0)
 	}
 	relReport(t, "input", "all", "classes", len(classes), "cases", total, "panics", 0)
+}
+
+// relEchoesValue reports whether the plugin's error repeats the value given for the case's
+// field: errors name the field and what it accepts, never the input (which may be huge, carry
+// control characters, or be a secret pasted into the wrong field). An echo is the value
+// quoted (as %q would), or a long value anywhere; short unquoted matches are left alone, as the
+// message's own examples (login.salesforce.com) may contain them. Vault's framework refuses
+// wrong types and unparsable durations before the plugin, in its own words: left out too.
+func relEchoesValue(c relBadCase, msg string) bool {
+	if c.field == "" || c.class == "wrong_type" || strings.Contains(msg, "error converting input") {
+		return false
+	}
+	val, ok := c.data[c.field].(string)
+	if !ok || strings.TrimSpace(val) == "" {
+		return false
+	}
+	// msg is the JSON body: the value as it appears there, and quoted inside a message.
+	b, _ := json.Marshal(val)
+	inJSON := strings.Trim(string(b), `"`)
+	q, _ := json.Marshal(fmt.Sprintf("%q", val))
+	quoted := strings.Trim(string(q), `"`)
+	return strings.Contains(msg, quoted) || (len(val) >= 40 && strings.Contains(msg, inJSON))
 }
 
 // relSendBad sends one case and returns the HTTP status and the body.

@@ -169,8 +169,8 @@ func TestReliabilityNetwork(t *testing.T) {
 			{"https://[::1]" + port, false, "IP address"},
 			{"https://169.254.169.254", false, "IP address"},
 			{"https://10.0.0.1", false, "IP address"},
-			{"https://localhost" + port, false, "not a Salesforce domain"},
-			{"https://login.salesforce.com.evil.example", false, "not a Salesforce domain"},
+			{"https://localhost" + port, false, "not a Salesforce"},
+			{"https://login.salesforce.com.evil.example", false, "not a Salesforce"},
 			{"http://127.0.0.1" + port, true, "https"},
 			{"http://login.salesforce.com", false, "https"},
 		}

@@ -35,14 +35,15 @@ import (
 const rotationTickTimeout = 150 * time.Second
 
 // MetadataAPIFields are the connection fields of a metadata_api rotation against the
-// emulator's demo seed: the deploy user is pre-authorised and may modify metadata, and the
-// integration user proves a new key.
+// emulator's demo seed: the deploy user is pre-authorised and may modify metadata. No
+// verify_username: the first role's user (the integration user, in every test) proves a new
+// key. Naming that user as verify_username would make it privileged, and roles could no longer
+// mint for it (unless allow_privileged_roles=true).
 func (e *Env) MetadataAPIFields(extra map[string]any) map[string]any {
 	d := map[string]any{
 		"deploy":          "metadata_api",
 		"app_name":        e.Emu.AppName,
 		"deploy_username": e.Emu.DeployUsername,
-		"verify_username": e.Emu.Username,
 	}
 	maps.Copy(d, extra)
 	return d
@@ -298,7 +299,7 @@ func derFingerprint(der []byte) string {
 // stored on it and the certificates that validate a JWT right now (they differ during the
 // propagation delay).
 type emulatorApp struct {
-	Definition     map[string]any // everything except the two certificate fields
+	Definition     map[string]any // everything except the certificate fields and computed views
 	CertificatePEM string
 	Accepted       []string
 }
@@ -321,7 +322,10 @@ func readEmulatorApp(t testing.TB, emu *Emulator) emulatorApp {
 		app.Accepted = append(app.Accepted, fmt.Sprint(c))
 	}
 	delete(view, "certificate_pem")
+	// What the emulator computes for the view (not part of the app's definition, which
+	// trustConnectionAtOnce posts back): the certificates and consumer keys valid right now.
 	delete(view, "accepted_certificates")
+	delete(view, "accepted_consumer_keys")
 	return app
 }
 

@@ -48,7 +48,7 @@ func copyFiles(t *testing.T, src, pattern, dst string) {
 }
 
 // TestTerraformExample applies bootstrap/terraform, as its README says, to a real Vault: the
-// plugin registered and mounted at its version, a connection, a role, the three policies, and
+// plugin registered and mounted at its version, a connection, a role, the four policies, and
 // the certificate as an output. A second plan must be empty (durations as the plugin returns
 // them, no drift), and destroy must remove what apply made.
 func TestTerraformExample(t *testing.T) {
@@ -110,7 +110,7 @@ role_name       = %q
 	if r == nil || r.Data["connection"] != conn || r.Data["username"] != username || r.Data["token_mode"] != "shared" {
 		t.Fatalf("role after apply: %v", r)
 	}
-	for _, name := range []string{"salesforce-app", "salesforce-operator", "salesforce-auditor"} {
+	for _, name := range []string{"salesforce-app", "salesforce-operator", "salesforce-connection-admin", "salesforce-auditor"} {
 		p := v.Read(t, "sys/policies/acl/"+name)
 		if p == nil {
 			t.Fatalf("policy %s missing after apply", name)

@@ -120,8 +120,15 @@ resource "vault_policy" "app" {
 }
 
 resource "vault_policy" "operator" {
+  # The role operator: roles and resets; connections read-only.
   name   = "salesforce-operator"
   policy = file("${path.module}/../policies/operator.hcl")
+}
+
+resource "vault_policy" "connection_admin" {
+  # Connections (where assertions go) and their keys; roles read-only.
+  name   = "salesforce-connection-admin"
+  policy = file("${path.module}/../policies/connection-admin.hcl")
 }
 
 resource "vault_policy" "auditor" {
