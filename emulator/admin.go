@@ -55,6 +55,58 @@ func (e *Emulator) adminRoutes(mux *http.ServeMux) {
 		a, _ := e.AppByConsumerKey(key)
 		e.writeAppView(w, a)
 	})
+	mux.HandleFunc("PUT /__emulator/apps/{key}/client-credentials", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Enabled       bool   `json:"enabled"`
+			RunAsUsername string `json:"run_as_username"`
+		}
+		if !readAdminJSON(w, r, &body) {
+			return
+		}
+		key := r.PathValue("key")
+		if _, ok := e.AppByConsumerKey(key); !ok {
+			adminError(w, http.StatusNotFound, "unknown consumer key")
+			return
+		}
+		a, err := e.SetClientCredentials(key, body.Enabled, body.RunAsUsername)
+		if err != nil {
+			adminError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		e.writeAppView(w, a)
+	})
+	mux.HandleFunc("PUT /__emulator/orgs/{id}/settings", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			AllowECAConsumerSecretREST *bool `json:"allow_eca_consumer_secret_rest"`
+		}
+		if !readAdminJSON(w, r, &body) {
+			return
+		}
+		if body.AllowECAConsumerSecretREST == nil {
+			adminError(w, http.StatusBadRequest, "allow_eca_consumer_secret_rest is required")
+			return
+		}
+		o, err := e.SetAllowECAConsumerSecretREST(r.PathValue("id"), *body.AllowECAConsumerSecretREST)
+		if err != nil {
+			adminError(w, http.StatusNotFound, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, o)
+	})
+	mux.HandleFunc("PUT /__emulator/users/{username}/permissions", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Permissions []string `json:"permissions"`
+		}
+		if !readAdminJSON(w, r, &body) {
+			return
+		}
+		u, err := e.SetUserPermissions(r.PathValue("username"), body.Permissions...)
+		if err != nil {
+			adminError(w, http.StatusNotFound, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, u)
+	})
 	mux.HandleFunc("GET /__emulator/counters", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, e.Counters())
 	})
@@ -108,7 +160,8 @@ func (e *Emulator) adminRoutes(mux *http.ServeMux) {
 }
 
 // writeAppView is the app definition plus the certificates that validate
-// right now (which differ from certificate_pem during propagation).
+// right now (which differ from certificate_pem during propagation) and the
+// consumer keys that authenticate it (a rotated key besides the active one).
 func (e *Emulator) writeAppView(w http.ResponseWriter, a App) {
 	b, err := json.Marshal(a)
 	if err != nil {
@@ -118,6 +171,7 @@ func (e *Emulator) writeAppView(w http.ResponseWriter, a App) {
 	var view map[string]any
 	_ = json.Unmarshal(b, &view)
 	view["accepted_certificates"] = e.AcceptedCertificates(a.ConsumerKey)
+	view["accepted_consumer_keys"] = e.AcceptedConsumerKeys(a.ConsumerKey)
 	writeJSON(w, http.StatusOK, view)
 }
 

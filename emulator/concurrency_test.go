@@ -62,3 +62,47 @@ func TestConcurrentLogins(t *testing.T) {
 		t.Errorf("counters %+v", c)
 	}
 }
+
+// Client credentials logins keep working, under -race, while the app's
+// consumer is staged and rotated: the pair they use is active, then rotated.
+func TestConcurrentClientCredentialsDuringRotation(t *testing.T) {
+	f := newECAFixture(t, Config{})
+	const n = 40
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []string
+	)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := f.client.PostForm(f.e.URL()+"/services/oauth2/token", ccForm(f.cc.ConsumerKey, f.cc.ConsumerSecret))
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err.Error())
+				return
+			}
+			_ = resp.Body.Close()
+			if resp.StatusCode != 200 {
+				errs = append(errs, resp.Status)
+			}
+		}()
+	}
+	st := f.stage(t)
+	decodeStagedItem(t, f.api(t, "PATCH", f.consumerPath()+"/staged/"+st.ID, `{"command":"rotate"}`))
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = f.e.AcceptedConsumerKeys(st.Key)
+		_, _ = f.e.AppByConsumerKey(st.Key)
+	}()
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatalf("%d failures, first: %s", len(errs), errs[0])
+	}
+	if c := f.e.Counters(); c.TokensIssued != n || c.TokenRequestsByUser[f.runAs.Username] != n {
+		t.Errorf("counters %+v", c)
+	}
+}

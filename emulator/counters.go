@@ -5,21 +5,26 @@ import "maps"
 // Counters tell tests how the plugin used Salesforce, e.g. that a cached
 // token saved a login or that a rotation read before it deployed.
 type Counters struct {
-	TokenRequests       int            `json:"token_requests"`
-	TokensIssued        int            `json:"tokens_issued"`
-	TokenErrors         map[string]int `json:"token_errors"`           // by OAuth error code
-	TokenRequestsByUser map[string]int `json:"token_requests_by_user"` // by sub as sent
-	Revocations         int            `json:"revocations"`
-	RevokeRequests      int            `json:"revoke_requests"`
-	UserInfo            int            `json:"userinfo"`
-	Identity            int            `json:"identity"`
-	Limits              int            `json:"limits"`
-	ReadMetadata        int            `json:"read_metadata"`
-	DeployRequests      int            `json:"deploy_requests"`
-	DeployPolls         int            `json:"deploy_polls"`
-	DeploysSucceeded    int            `json:"deploys_succeeded"`
-	DeploysFailed       int            `json:"deploys_failed"`
-	FaultsInjected      int            `json:"faults_injected"`
+	TokenRequests             int            `json:"token_requests"`
+	TokensIssued              int            `json:"tokens_issued"`
+	TokenErrors               map[string]int `json:"token_errors"`                // by OAuth error code
+	TokenRequestsByUser       map[string]int `json:"token_requests_by_user"`      // by sub as sent (JWT) or the app's run-as username (client credentials)
+	ClientCredentialsRequests int            `json:"client_credentials_requests"` // token requests with grant_type=client_credentials (also in TokenRequests)
+	Revocations               int            `json:"revocations"`
+	RevokeRequests            int            `json:"revoke_requests"`
+	UserInfo                  int            `json:"userinfo"`
+	Identity                  int            `json:"identity"`
+	Limits                    int            `json:"limits"`
+	ReadMetadata              int            `json:"read_metadata"`
+	DeployRequests            int            `json:"deploy_requests"`
+	DeployPolls               int            `json:"deploy_polls"`
+	DeploysSucceeded          int            `json:"deploys_succeeded"`
+	DeploysFailed             int            `json:"deploys_failed"`
+	OAuthUsage                int            `json:"oauth_usage"`          // GET apps/oauth/usage
+	OAuthCredentials          int            `json:"oauth_credentials"`    // GET apps/oauth/credentials/{app}[/{consumer}]
+	StagedCredentials         int            `json:"staged_credentials"`   // requests under …/{consumer}/staged
+	CredentialRotations       int            `json:"credential_rotations"` // successful PATCH {"command":"rotate"}
+	FaultsInjected            int            `json:"faults_injected"`
 }
 
 func newCounters() Counters {

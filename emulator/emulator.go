@@ -1,7 +1,9 @@
 // Package emulator imitates the parts of Salesforce that the Vault plugin
-// talks to: the OAuth 2.0 JWT bearer token endpoint, revoke, userinfo, the
-// identity URL, the REST limits resource and the Metadata API calls used to
-// rotate an app's certificate. It checks what Salesforce checks (see
+// talks to: the OAuth 2.0 token endpoint (JWT bearer and client credentials
+// grants), revoke, userinfo, the identity URL, the REST limits resource, the
+// Metadata API calls used to rotate an app's certificate and the Connect
+// REST staged credentials API used to rotate an External Client App's
+// consumer key and secret. It checks what Salesforce checks (see
 // shared/docs/salesforce-protocol.md) and answers with Salesforce's status
 // codes and bodies, so the plugin's error handling is exercised for real.
 //
@@ -13,6 +15,7 @@ package emulator
 import (
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 )
@@ -41,6 +44,16 @@ type Config struct {
 	// IncludeIssuedAtAndSignature adds issued_at and signature to token
 	// responses (other flows return them; for JWT bearer it is uncertain).
 	IncludeIssuedAtAndSignature bool
+	// LoginHosts are the host names (compared case-insensitively, without the
+	// port) of Salesforce's login servers, where the client credentials grant
+	// is refused with "request not supported on this domain". nil means
+	// login.salesforce.com and test.salesforce.com; tests that send a Host
+	// header such as "login.localhost" list it here. An empty non-nil slice
+	// refuses nowhere.
+	LoginHosts []string
+	// StagedCredentialLifetime is how long staged consumer credentials, and the
+	// previous pair after a rotation, stay valid. 0 means Salesforce's 30 days.
+	StagedCredentialLifetime time.Duration
 	// DeployPolls is how many status polls a deploy reports InProgress
 	// before it finishes. 0 means the default of 1; negative means 0.
 	DeployPolls int
@@ -98,6 +111,14 @@ func New(cfg Config) *Emulator {
 			cfg.Logf("emulator: unknown PropagationOverlap %q, using \"old\"", cfg.PropagationOverlap)
 		}
 		cfg.PropagationOverlap = "old"
+	}
+	if cfg.LoginHosts == nil {
+		cfg.LoginHosts = []string{"login.salesforce.com", "test.salesforce.com"}
+	} else {
+		cfg.LoginHosts = slices.Clone(cfg.LoginHosts)
+	}
+	if cfg.StagedCredentialLifetime <= 0 {
+		cfg.StagedCredentialLifetime = 30 * 24 * time.Hour
 	}
 	if cfg.DeployPolls == 0 {
 		cfg.DeployPolls = 1

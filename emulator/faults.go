@@ -26,12 +26,12 @@ const (
 
 // Fault is an injected failure. JSON (admin API) is in json.go.
 type Fault struct {
-	Endpoint string        // "token","revoke","userinfo","identity","limits","read_metadata","deploy","deploy_status" or "*" ("" = "*")
+	Endpoint string        // "token","revoke","userinfo","identity","limits","read_metadata","deploy","deploy_status","oauth_usage","oauth_credentials","staged_credentials" or "*" ("" = "*")
 	Kind     string        // one of the Fault* constants
 	Status   int           // for "status"; default 503
 	Latency  time.Duration // "latency" delay; "hang" hold time (0 = until the client leaves); "status" 429 Retry-After
 	Count    int           // requests affected; 0 = every matching request until ClearFaults
-	Username string        // optional: only token requests whose sub is this user
+	Username string        // optional: only token requests whose sub (JWT) or run-as user (client credentials) is this user
 }
 
 type faultState struct {

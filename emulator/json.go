@@ -46,29 +46,39 @@ func decodeStrict(b []byte, v any) error {
 }
 
 type appJSON struct {
-	Name                string            `json:"name"`
-	Type                string            `json:"type"`
-	OrgID               string            `json:"org_id"`
-	ConsumerKey         string            `json:"consumer_key"`
-	CertificatePEM      string            `json:"certificate_pem"`
-	AdminApproved       bool              `json:"admin_approved"`
-	PreAuthorizedUsers  []string          `json:"pre_authorized_users"`
-	SelfAuthorizedUsers []string          `json:"self_authorized_users"`
-	NotInstalled        bool              `json:"not_installed"`
-	Label               string            `json:"label"`
-	ContactEmail        string            `json:"contact_email"`
-	CallbackURL         string            `json:"callback_url"`
-	Scopes              []string          `json:"scopes"`
-	SessionTimeout      jsonDuration      `json:"session_timeout"`
-	Extra               map[string]string `json:"extra"`
+	Name                     string            `json:"name"`
+	Type                     string            `json:"type"`
+	ID                       string            `json:"id,omitempty"`
+	OrgID                    string            `json:"org_id"`
+	ConsumerKey              string            `json:"consumer_key"`
+	ConsumerSecret           string            `json:"consumer_secret,omitempty"`
+	ConsumerID               string            `json:"consumer_id,omitempty"`
+	CertificatePEM           string            `json:"certificate_pem"`
+	AdminApproved            bool              `json:"admin_approved"`
+	PreAuthorizedUsers       []string          `json:"pre_authorized_users"`
+	SelfAuthorizedUsers      []string          `json:"self_authorized_users"`
+	NotInstalled             bool              `json:"not_installed"`
+	Label                    string            `json:"label"`
+	ContactEmail             string            `json:"contact_email"`
+	CallbackURL              string            `json:"callback_url"`
+	Scopes                   []string          `json:"scopes"`
+	SessionTimeout           jsonDuration      `json:"session_timeout"`
+	Extra                    map[string]string `json:"extra"`
+	ClientCredentialsEnabled bool              `json:"client_credentials_enabled,omitempty"`
+	RunAsUsername            string            `json:"run_as_username,omitempty"`
+	Packaged                 bool              `json:"packaged,omitempty"`
 }
 
 // MarshalJSON writes the admin API's snake_case form.
 func (a App) MarshalJSON() ([]byte, error) {
 	return json.Marshal(appJSON{
-		a.Name, a.Type, a.OrgID, a.ConsumerKey, a.CertificatePEM, a.AdminApproved,
-		a.PreAuthorizedUsers, a.SelfAuthorizedUsers, a.NotInstalled, a.Label,
-		a.ContactEmail, a.CallbackURL, a.Scopes, jsonDuration(a.SessionTimeout), a.Extra,
+		Name: a.Name, Type: a.Type, ID: a.ID, OrgID: a.OrgID, ConsumerKey: a.ConsumerKey,
+		ConsumerSecret: a.ConsumerSecret, ConsumerID: a.ConsumerID, CertificatePEM: a.CertificatePEM,
+		AdminApproved: a.AdminApproved, PreAuthorizedUsers: a.PreAuthorizedUsers,
+		SelfAuthorizedUsers: a.SelfAuthorizedUsers, NotInstalled: a.NotInstalled, Label: a.Label,
+		ContactEmail: a.ContactEmail, CallbackURL: a.CallbackURL, Scopes: a.Scopes,
+		SessionTimeout: jsonDuration(a.SessionTimeout), Extra: a.Extra,
+		ClientCredentialsEnabled: a.ClientCredentialsEnabled, RunAsUsername: a.RunAsUsername, Packaged: a.Packaged,
 	})
 }
 
@@ -79,9 +89,13 @@ func (a *App) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	*a = App{
-		j.Name, j.Type, j.OrgID, j.ConsumerKey, j.CertificatePEM, j.AdminApproved,
-		j.PreAuthorizedUsers, j.SelfAuthorizedUsers, j.NotInstalled, j.Label,
-		j.ContactEmail, j.CallbackURL, j.Scopes, time.Duration(j.SessionTimeout), j.Extra,
+		Name: j.Name, Type: j.Type, ID: j.ID, OrgID: j.OrgID, ConsumerKey: j.ConsumerKey,
+		ConsumerSecret: j.ConsumerSecret, ConsumerID: j.ConsumerID, CertificatePEM: j.CertificatePEM,
+		AdminApproved: j.AdminApproved, PreAuthorizedUsers: j.PreAuthorizedUsers,
+		SelfAuthorizedUsers: j.SelfAuthorizedUsers, NotInstalled: j.NotInstalled, Label: j.Label,
+		ContactEmail: j.ContactEmail, CallbackURL: j.CallbackURL, Scopes: j.Scopes,
+		SessionTimeout: time.Duration(j.SessionTimeout), Extra: j.Extra,
+		ClientCredentialsEnabled: j.ClientCredentialsEnabled, RunAsUsername: j.RunAsUsername, Packaged: j.Packaged,
 	}
 	return nil
 }

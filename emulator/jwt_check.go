@@ -28,12 +28,14 @@ var (
 	errRateLimit        = &oauthError{"rate_limit_exceeded", "number of logins exceeded"}
 )
 
-// grant is a fully checked assertion: who gets a token from which app.
+// grant is a fully checked token request: who gets a token from which app.
 type grant struct {
-	app  App
-	user User
-	org  Org
-	key  string // consumer key
+	app    App
+	user   User
+	org    Org
+	key    string // the app's active consumer key
+	secret []byte // signature key; nil: the app's active consumer secret
+	signed bool   // always add issued_at and signature (client credentials)
 }
 
 // parseAssertion decodes the JWT without trusting it. json.Number keeps exp
@@ -81,8 +83,8 @@ func (e *Emulator) checkAssertion(r *http.Request, assertion string) (*grant, *o
 	// the lock so concurrent logins do not queue behind each other.
 	e.mu.Lock()
 	now := e.now()
-	st, ok := e.apps[iss]
-	if !ok || iss == "" {
+	st, _, ok := e.appByKeyLocked(iss, now)
+	if !ok {
 		e.mu.Unlock()
 		return nil, errClientID
 	}
@@ -124,22 +126,16 @@ func (e *Emulator) checkAssertion(r *http.Request, assertion string) (*grant, *o
 		return nil, errNotApproved
 	}
 	user := *up
-	switch {
-	case user.Inactive:
-		return nil, errInactiveUser
-	case org.Locked:
-		return nil, errInactiveOrg
-	case user.IPRestricted:
-		return nil, errIPRestricted
-	case app.AdminApproved && !containsFold(app.PreAuthorizedUsers, user.Username):
-		return nil, errNotAdminApproved
-	case !app.AdminApproved && !containsFold(app.SelfAuthorizedUsers, user.Username):
+	if err := loginAllowed(user, org, app); err != nil {
+		return nil, err
+	}
+	if !app.AdminApproved && !containsFold(app.SelfAuthorizedUsers, user.Username) {
 		return nil, errNotApproved
 	}
 	if !e.allowLoginLocked(user.ID, now) {
 		return nil, errRateLimit
 	}
-	return &grant{app: app, user: user, org: org, key: iss}, nil
+	return &grant{app: app, user: user, org: org, key: app.ConsumerKey}, nil
 }
 
 func verifyRS256(parts []string, sig []byte, certs []string) bool {
@@ -248,4 +244,20 @@ func numericDate(v any) (float64, bool) {
 		return 0, false
 	}
 	return f, true
+}
+
+// loginAllowed is what every flow checks of the user it logs in: active, in an unlocked org,
+// inside its IP ranges, and pre-authorised on an admin-approved app.
+func loginAllowed(user User, org Org, app App) *oauthError {
+	switch {
+	case user.Inactive:
+		return errInactiveUser
+	case org.Locked:
+		return errInactiveOrg
+	case user.IPRestricted:
+		return errIPRestricted
+	case app.AdminApproved && !containsFold(app.PreAuthorizedUsers, user.Username):
+		return errNotAdminApproved
+	}
+	return nil
 }

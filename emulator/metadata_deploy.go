@@ -35,7 +35,7 @@ type componentMessage struct {
 // appChange is the metadata-owned part of an app as a deploy sets it. A
 // deploy replaces the whole component: whatever is absent here is reset.
 type appChange struct {
-	key           string
+	appID         string // the app's record ID, which survives a consumer key rotation
 	eca           bool
 	label         string
 	contactEmail  string
@@ -349,7 +349,7 @@ func (e *Emulator) planComponent(job *deployJob, ctype, name, fileName string, d
 			return
 		}
 	}
-	ch := appChange{key: app.ConsumerKey, eca: eca, extra: extra}
+	ch := appChange{appID: app.ID, eca: eca, extra: extra}
 	if cert, _ := first(fields, certPath); cert != "" {
 		der, err := certDER(cert)
 		if err != nil {
@@ -388,7 +388,7 @@ func hasPrefix(leaves []leaf, p string) bool {
 // outside metadata (consumer key, org, users, session timeout) survive; the
 // certificate goes through the propagation rule like a Setup upload.
 func (e *Emulator) applyLocked(ch appChange, now time.Time) {
-	st, ok := e.apps[ch.key]
+	st, ok := e.appByIDLocked(ch.appID)
 	if !ok {
 		return
 	}

@@ -9,13 +9,25 @@ const (
 	DemoAppName        = "Vault_JWT"
 	DemoUsername       = "integration@example.com"
 	DemoDeployUsername = "deployer@example.com"
+
+	// The External Client App for the client credentials flow and its run-as user.
+	DemoRunAsID          = "0055g00000DeMoR"
+	DemoRunAsUsername    = "runas@example.com"
+	DemoCCAppName        = "Vault_CC"
+	DemoCCAppID          = "0xI5g00000DeMoC"
+	DemoCCConsumerID     = "8885g00000DeMoC"
+	DemoCCConsumerKey    = "3MVG9DemoVaultClientCredentialsConsumerKeyForTheSalesforceEmulator0000000000000000000"
+	DemoCCConsumerSecret = "DE00C11E47C2ED3471A15F0275EC4E7DE00C11E47C2ED3471A15F0275EC4E7AA"
 )
 
 // SeedDemo creates one production org, an integration user and a deployer
 // (who may modify metadata), both pre-authorised on the admin-approved
 // connected app Vault_JWT, which has a fixed consumer key and no
-// certificate yet. Calling it again returns the same seed (and resets
-// those records to their seeded state).
+// certificate yet. Besides, the External Client App Vault_CC has the client
+// credentials flow enabled with a fixed consumer key and secret, and the API
+// Only user runas@example.com as its pre-authorised run-as user. Calling it
+// again returns the same seed (and resets those records to their seeded
+// state).
 func (e *Emulator) SeedDemo() DemoSeed {
 	org := e.AddOrg(Org{ID: DemoOrgID, Name: "Vault Demo Org"})
 	user := e.AddUser(User{
@@ -38,7 +50,22 @@ func (e *Emulator) SeedDemo() DemoSeed {
 			"oauthPolicy.refreshTokenPolicy": "infinite",
 		},
 	})
-	return DemoSeed{Org: org, User: user, Deployer: deployer, App: app}
+	runAs := e.AddUser(User{
+		ID: DemoRunAsID, OrgID: org.ID, Username: DemoRunAsUsername,
+		Email: DemoRunAsUsername, DisplayName: "Client Credentials Run-As User", APIOnly: true,
+	})
+	cc := e.AddApp(App{
+		Name: DemoCCAppName, Type: appTypeECA, ID: DemoCCAppID, OrgID: org.ID,
+		ConsumerKey: DemoCCConsumerKey, ConsumerSecret: DemoCCConsumerSecret, ConsumerID: DemoCCConsumerID,
+		Label: "Vault Client Credentials", ContactEmail: "ops@example.com",
+		CallbackURL:              "https://localhost/callback",
+		AdminApproved:            true,
+		PreAuthorizedUsers:       []string{DemoRunAsUsername},
+		Scopes:                   []string{"Api"},
+		ClientCredentialsEnabled: true,
+		RunAsUsername:            DemoRunAsUsername,
+	})
+	return DemoSeed{Org: org, User: user, Deployer: deployer, App: app, RunAs: runAs, CCApp: cc}
 }
 
 // ProcessState is what cmd/salesforce-emulator writes to its -state-out file once it listens,
@@ -51,4 +78,10 @@ type ProcessState struct {
 	Username       string `json:"username"`
 	DeployUsername string `json:"deploy_username"`
 	AppName        string `json:"app_name"`
+	// The client credentials demo app (Vault_CC) and its run-as user.
+	CCAppName        string `json:"cc_app_name"`
+	CCAppID          string `json:"cc_app_id"`
+	CCConsumerKey    string `json:"cc_consumer_key"`
+	CCConsumerSecret string `json:"cc_consumer_secret"`
+	RunAsUsername    string `json:"run_as_username"`
 }

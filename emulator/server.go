@@ -127,6 +127,12 @@ func (e *Emulator) routes() http.Handler {
 	mux.HandleFunc("GET /services/data/{ver}/sobjects/{type}/{id}", e.handleSObject)
 	mux.HandleFunc("GET /services/data/{ver}/query", e.handleQuery)
 	mux.HandleFunc("GET /services/data/{ver}/query/{$}", e.handleQuery)
+	// Methods are checked by the handlers, which answer METHOD_NOT_ALLOWED as Salesforce does.
+	mux.HandleFunc("/services/data/{ver}/apps/oauth/usage", e.handleOAuthUsage)
+	mux.HandleFunc("/services/data/{ver}/apps/oauth/credentials/{app}", e.handleOAuthCredentials)
+	mux.HandleFunc("/services/data/{ver}/apps/oauth/credentials/{app}/{consumer}", e.handleOAuthConsumer)
+	mux.HandleFunc("/services/data/{ver}/apps/oauth/credentials/{app}/{consumer}/staged", e.handleStagedCredentials)
+	mux.HandleFunc("/services/data/{ver}/apps/oauth/credentials/{app}/{consumer}/staged/{staged}", e.handleStagedCredential)
 	mux.HandleFunc("POST /services/data/{ver}/metadata/deployRequest", e.handleDeploy)
 	mux.HandleFunc("GET /services/data/{ver}/metadata/deployRequest/{id}", e.handleDeployStatus)
 	mux.HandleFunc("POST /services/Soap/m/{ver}", e.handleSOAP)

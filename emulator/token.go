@@ -25,7 +25,8 @@ type tokenResponse struct {
 	IssuedAt    string `json:"issued_at,omitempty"`
 }
 
-// handleToken is POST /services/oauth2/token for the JWT bearer grant.
+// handleToken is POST /services/oauth2/token for the JWT bearer grant and,
+// through handleClientCredentials, the client credentials grant.
 func (e *Emulator) handleToken(w http.ResponseWriter, r *http.Request) {
 	e.count(func(c *Counters) { c.TokenRequests++ })
 	fail := func(code, desc string) {
@@ -50,6 +51,10 @@ func (e *Emulator) handleToken(w http.ResponseWriter, r *http.Request) {
 		fail("unsupported_grant_type", "grant type not supported")
 		return
 	}
+	if r.Form.Get("grant_type") == grantTypeClientCredentials {
+		e.handleClientCredentials(w, r, fail)
+		return
+	}
 	assertion := r.Form.Get("assertion")
 	sub := peekSubject(assertion)
 	if sub != "" {
@@ -69,6 +74,12 @@ func (e *Emulator) handleToken(w http.ResponseWriter, r *http.Request) {
 		fail(oerr.code, oerr.desc)
 		return
 	}
+	e.writeGrant(w, r, g, f)
+}
+
+// writeGrant issues the token of a checked grant and answers it; f is the
+// fault taken for the request, if any.
+func (e *Emulator) writeGrant(w http.ResponseWriter, r *http.Request, g *grant, f *Fault) {
 	resp := e.issue(r, g)
 	// Counted here, not in issue: LoginAs issues sessions too, and they are not logins of
 	// the flow under test.
@@ -96,9 +107,9 @@ func (e *Emulator) issue(r *http.Request, g *grant) tokenResponse {
 		token: token, userID: g.user.ID, orgID: g.org.ID, appKey: g.key,
 		issued: now, lastUsed: now, timeout: g.app.SessionTimeout,
 	}
-	var secret []byte
-	if st, ok := e.apps[g.key]; ok {
-		secret = st.secret
+	secret := g.secret
+	if st, ok := e.apps[g.key]; ok && secret == nil {
+		secret = []byte(st.def.ConsumerSecret)
 	}
 	e.mu.Unlock()
 
@@ -109,7 +120,7 @@ func (e *Emulator) issue(r *http.Request, g *grant) tokenResponse {
 		ID:          idURL,
 		TokenType:   "Bearer",
 	}
-	if e.cfg.IncludeIssuedAtAndSignature {
+	if e.cfg.IncludeIssuedAtAndSignature || g.signed {
 		// As in Salesforce's other flows: base64 HMAC-SHA256 of id+issued_at
 		// keyed with the consumer secret.
 		resp.IssuedAt = strconv.FormatInt(now.UnixMilli(), 10)

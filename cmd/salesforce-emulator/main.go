@@ -4,7 +4,10 @@
 // It serves HTTPS on loopback with its own CA (written with -ca-out) and the
 // admin API under /__emulator/. With -state-out it writes, once listening, a
 // JSON file {url, ca_file, consumer_key, org_id, username, deploy_username,
-// app_name} that scripts read instead of parsing logs.
+// app_name, cc_app_name, cc_app_id, cc_consumer_key, cc_consumer_secret,
+// run_as_username} that scripts read instead of parsing logs (the cc_ fields
+// are the demo External Client App for the client credentials flow). The file
+// holds a consumer secret and is written with mode 0600.
 package main
 
 import (
@@ -16,7 +19,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/emulator"
 )
@@ -32,7 +37,7 @@ func run() error {
 	var (
 		addr         = flag.String("addr", "127.0.0.1:8443", "loopback address to serve HTTPS on (127.0.0.1:0 picks a free port)")
 		caOut        = flag.String("ca-out", "", "write the CA certificate (PEM) to this file")
-		seedDemo     = flag.Bool("seed-demo", false, "create the demo org, users and the Vault_JWT app")
+		seedDemo     = flag.Bool("seed-demo", false, "create the demo org, users, the Vault_JWT app and the Vault_CC client credentials app")
 		propDelay    = flag.Duration("propagation-delay", 0, "how long a changed app certificate takes to take effect")
 		propOverlap  = flag.String("propagation-overlap", "old", `certificates that validate during the delay: "old", "both" or "new"`)
 		deployPolls  = flag.Int("deploy-polls", 1, "status polls a deploy stays InProgress (0 = done on the first poll)")
@@ -40,6 +45,8 @@ func run() error {
 		loginRate    = flag.Int("login-rate-limit", 3600, "logins per user per rolling hour (negative = unlimited)")
 		issuedAt     = flag.Bool("issued-at-signature", false, "add issued_at and signature to token responses")
 		maxAssertion = flag.Duration("max-assertion-lifetime", 0, "reject assertions whose exp is further ahead than this (0 = no bound, like Salesforce)")
+		loginHosts   = flag.String("login-hosts", "login.salesforce.com,test.salesforce.com", "comma-separated Host names (without port) treated as Salesforce login servers, where the client credentials grant is refused; empty = none")
+		stagedLife   = flag.Duration("staged-credential-lifetime", 30*24*time.Hour, "how long staged consumer credentials and the previous pair after a rotation stay valid")
 		quiet        = flag.Bool("quiet", false, "do not log each request")
 	)
 	flag.Parse()
@@ -57,9 +64,14 @@ func run() error {
 		IncludeIssuedAtAndSignature: *issuedAt,
 		MaxAssertionLifetime:        *maxAssertion,
 		DeployPolls:                 polls,
+		LoginHosts:                  splitList(*loginHosts),
+		StagedCredentialLifetime:    *stagedLife,
 	}
 	if !*quiet {
 		cfg.Logf = log.Printf
+	}
+	if *stagedLife <= 0 {
+		return fmt.Errorf("-staged-credential-lifetime must be positive, not %s", *stagedLife)
 	}
 	switch *propOverlap {
 	case "old", "both", "new":
@@ -90,6 +102,8 @@ func run() error {
 		st := emulator.ProcessState{
 			URL: e.URL(), CAFile: absPath(caFile), ConsumerKey: seed.App.ConsumerKey, OrgID: seed.Org.ID,
 			Username: seed.User.Username, DeployUsername: seed.Deployer.Username, AppName: seed.App.Name,
+			CCAppName: seed.CCApp.Name, CCAppID: seed.CCApp.ID, CCConsumerKey: seed.CCApp.ConsumerKey,
+			CCConsumerSecret: seed.CCApp.ConsumerSecret, RunAsUsername: seed.RunAs.Username,
 		}
 		b, _ := json.MarshalIndent(st, "", "  ")
 		if err := writeAtomic(*stateOut, append(b, '\n')); err != nil {
@@ -113,6 +127,17 @@ func writeAtomic(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// splitList reads a comma-separated flag; "" is an empty, non-nil list.
+func splitList(s string) []string {
+	out := []string{}
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func absPath(p string) string {
