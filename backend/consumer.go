@@ -160,3 +160,19 @@ func (b *backend) keysOnly(h framework.OperationFunc) framework.OperationFunc {
 		return h(ctx, req, d)
 	}
 }
+
+// maxPastOrigins bounds how many earlier origins a client-credentials connection remembers for
+// revocation: leases live at most a day, and login_url changes are rare.
+const maxPastOrigins = 8
+
+// rememberOrigin records o as an origin tokens of this connection were issued at.
+func (c *connectionEntry) rememberOrigin(o *origin) {
+	past := map[string]*origin{o.id(): o}
+	for id, p := range c.PastOrigins {
+		if len(past) >= maxPastOrigins {
+			break
+		}
+		past[id] = p
+	}
+	c.PastOrigins = past
+}

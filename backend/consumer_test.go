@@ -99,3 +99,105 @@ func TestClientCredentialsConnectionInput(t *testing.T) {
 		t.Fatal("the consumer secret survived the connection's delete")
 	}
 }
+
+// A client-credentials connection mints for the app's run-as user, caches a shared token,
+// leases per_lease tokens and revokes them where they were issued.
+func TestClientCredentialsMintShareAndRevoke(t *testing.T) {
+	e := newTestEnv(t)
+	cc := e.seed.CCApp
+	mustOK(t, e.write("connections/cc", e.ccConnection(map[string]any{"consumer_key": cc.ConsumerKey, "consumer_secret": cc.ConsumerSecret})))
+	mustOK(t, e.write("roles/shared", map[string]any{"connection": "cc"}))
+	mustOK(t, e.write("roles/leased", map[string]any{"connection": "cc", "token_mode": "per_lease"}))
+
+	a := mustOK(t, e.read("creds/shared"))
+	b := mustOK(t, e.read("creds/shared"))
+	if a.Data["username"] != e.seed.RunAs.Username || a.Data["access_token"] != b.Data["access_token"] || a.Secret != nil {
+		t.Fatalf("shared: %v / %v", a.Data, b.Data)
+	}
+	if !e.emu.TokenActive(a.Data["access_token"].(string)) {
+		t.Fatal("the token does not work at Salesforce")
+	}
+	lease := mustOK(t, e.read("creds/leased"))
+	if lease.Secret == nil || lease.Data["username"] != e.seed.RunAs.Username {
+		t.Fatalf("per_lease: %+v", lease)
+	}
+	if err := e.revokeLease(lease); err != nil {
+		t.Fatal(err)
+	}
+	if e.emu.TokenActive(lease.Data["access_token"].(string)) {
+		t.Fatal("revoking the lease left its token active")
+	}
+	mustOK(t, e.write("roles/shared/reset", nil))
+	if e.emu.TokenActive(a.Data["access_token"].(string)) {
+		t.Fatal("reset left the shared token active")
+	}
+	if u := e.read("roles/leased").Data["tokens_minted"]; u != int64(1) {
+		t.Fatalf("usage: %v", u)
+	}
+	if strings.Contains(e.logs.String(), cc.ConsumerSecret) {
+		t.Fatal("the consumer secret is in the log")
+	}
+}
+
+// Salesforce's refusals of the flow come back as 400s with what to check, never with the
+// secret; a run-as user outside allowed_usernames gets no token (the one minted is revoked).
+func TestClientCredentialsRefusals(t *testing.T) {
+	e := newTestEnv(t)
+	cc := e.seed.CCApp
+	mustOK(t, e.write("connections/cc", e.ccConnection(map[string]any{"consumer_key": cc.ConsumerKey, "consumer_secret": "wrong-" + cc.ConsumerSecret})))
+	mustOK(t, e.write("roles/app", map[string]any{"connection": "cc"}))
+	resp, err := e.do(logical.ReadOperation, "creds/app", nil)
+	if err != nil {
+		t.Fatalf("a refusal must be a 400: %v", err)
+	}
+	mustErr(t, resp, "invalid_client", "consumer_secret")
+	if strings.Contains(resp.Error().Error(), cc.ConsumerSecret) {
+		t.Fatal("the error quotes the secret")
+	}
+	mustOK(t, e.write("connections/cc", map[string]any{"consumer_secret": cc.ConsumerSecret, "allowed_usernames": "someone@else.example"}))
+	before := e.emu.Counters().Revocations
+	mustErr(t, e.read("creds/app"), "allowed_usernames")
+	if e.emu.Counters().Revocations != before+1 {
+		t.Fatal("the token minted for a run-as user outside allowed_usernames was not revoked")
+	}
+	mustOK(t, e.write("connections/cc", map[string]any{"allowed_usernames": "*@example.com"}))
+	mustOK(t, e.read("creds/app"))
+	if strings.Contains(e.logs.String(), cc.ConsumerSecret) {
+		t.Fatal("the consumer secret is in the log")
+	}
+}
+
+// A secret is bound to the host it was written for: re-pointing needs it again, and the
+// lease minted before is still revoked at the host that issued it.
+func TestClientCredentialsSecretFollowsNoRepoint(t *testing.T) {
+	e := newTestEnv(t)
+	atk := newAttackerHost(t)
+	cc := e.seed.CCApp
+	mustOK(t, e.write("connections/cc", e.ccConnection(map[string]any{"consumer_key": cc.ConsumerKey, "consumer_secret": cc.ConsumerSecret})))
+	mustOK(t, e.write("roles/app", map[string]any{"connection": "cc", "token_mode": "per_lease"}))
+	lease := mustOK(t, e.read("creds/app"))
+	mustErr(t, e.write("connections/cc", map[string]any{"login_url": atk.srv.URL, "ca_cert": atk.caPEM()}), "consumer_secret")
+	mustOK(t, e.write("connections/cc", map[string]any{"login_url": atk.srv.URL, "ca_cert": atk.caPEM(), "consumer_secret": "the-attackers-own-secret"}))
+	_, _ = e.do(logical.ReadOperation, "creds/app", nil)
+	if err := e.revokeLease(lease); err != nil {
+		t.Fatalf("revoking at the issuing host: %v", err)
+	}
+	if e.emu.TokenActive(lease.Data["access_token"].(string)) {
+		t.Fatal("the lease minted before the re-point was not revoked where it was issued")
+	}
+	atk.mu.Lock()
+	defer atk.mu.Unlock()
+	if len(atk.secrets) == 0 {
+		t.Fatal("setup: the read after the re-point did not reach the new host")
+	}
+	for _, s := range atk.secrets {
+		if s == cc.ConsumerSecret {
+			t.Fatal("the real consumer secret was sent to the new host")
+		}
+	}
+	for _, tok := range atk.revoked {
+		if tok == lease.Data["access_token"] {
+			t.Fatal("the new host was sent the old token")
+		}
+	}
+}

@@ -88,6 +88,17 @@ func TestPrivateKeysNeverLeak(t *testing.T) {
 	e.read("connections/prod")
 	e.read("creds/shared")
 	_ = e.revokeLease(lease)
+	// A client-credentials connection: its secret must never show either.
+	ccSecret := e.seed.CCApp.ConsumerSecret
+	mustOK(t, e.write("connections/cc", e.ccConnection(map[string]any{"consumer_key": e.seed.CCApp.ConsumerKey, "consumer_secret": ccSecret})))
+	mustOK(t, e.write("roles/cc", map[string]any{"connection": "cc", "token_mode": "per_lease"}))
+	ccLease := mustOK(t, e.read("creds/cc"))
+	tokens = append(tokens, ccLease.Data["access_token"].(string))
+	e.read("connections/cc")
+	e.write("connections/cc", map[string]any{"consumer_secret": ccSecret + "\x00"})
+	e.write("connections/cc", map[string]any{"consumer_secret": "wrong"})
+	e.read("creds/cc")
+	_ = e.revokeLease(ccLease)
 
 	// Gather every private key the ring ever held, from storage.
 	var keys []*rsa.PrivateKey
@@ -114,6 +125,9 @@ func TestPrivateKeysNeverLeak(t *testing.T) {
 	all := strings.Join(haystacks, "\n")
 	if len(e.responses) < 15 {
 		t.Fatalf("only %d responses recorded: the scenario did not run", len(e.responses))
+	}
+	if strings.Contains(all, ccSecret) || strings.Contains(all, ccSecret[8:40]) {
+		t.Error("the consumer secret appears in a response or log")
 	}
 	if strings.Contains(all, "PRIVATE KEY-----") {
 		t.Error("a PEM private key block appears in a response or log")

@@ -242,6 +242,9 @@ func (b *backend) updateConnection(ctx context.Context, s logical.Storage, name 
 				return nil, nil, err
 			}
 		}
+		if prev := originOf(old); prev.id() != originOf(conn).id() {
+			conn.rememberOrigin(prev)
+		}
 		return nil, nil, b.putConnection(ctx, s, name, conn)
 	}
 	if originOf(old).id() == originOf(conn).id() {

@@ -85,6 +85,9 @@ func (b *backend) buildSnapshot(ctx context.Context, s logical.Storage, name str
 	current := originOf(conn)
 	snap.origins[current.id()] = current
 	if conn.clientCredentials() {
+		for id, o := range conn.PastOrigins {
+			snap.origins[id] = o
+		}
 		return snap, b.loadConsumerPair(ctx, s, snap, current)
 	}
 	for id, o := range ring.Origins {

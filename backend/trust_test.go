@@ -25,6 +25,7 @@ type attackerHost struct {
 	srv        *httptest.Server
 	mu         sync.Mutex
 	assertions []string
+	secrets    []string // client_secret values of client-credentials requests
 	revoked    []string
 }
 
@@ -37,6 +38,7 @@ func newAttackerHost(t *testing.T) *attackerHost {
 		switch r.URL.Path {
 		case "/services/oauth2/token":
 			a.assertions = append(a.assertions, r.PostForm.Get("assertion"))
+			a.secrets = append(a.secrets, r.PostForm.Get("client_secret"))
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusBadRequest)
 			_, _ = w.Write([]byte(`{"error":"invalid_grant","error_description":"invalid assertion"}`))
