@@ -169,6 +169,20 @@ func (b *backend) roleLock(name string) *locksutil.LockEntry {
 	return locksutil.LockForKey(b.roleLocks, name)
 }
 
+// lockConn takes the write lock of connection name and returns its unlock.
+func (b *backend) lockConn(name string) (unlock func()) {
+	lock := b.connLock(name)
+	lock.Lock()
+	return lock.Unlock
+}
+
+// lockRole takes the write lock of role name and returns its unlock.
+func (b *backend) lockRole(name string) (unlock func()) {
+	lock := b.roleLock(name)
+	lock.Lock()
+	return lock.Unlock
+}
+
 const backendHelp = `
 The Salesforce secrets engine mints short-lived Salesforce access tokens with the OAuth 2.0 JWT
 bearer flow. The RSA keys that sign the JWT assertions are generated inside Vault and never leave

@@ -96,17 +96,12 @@ func TestConnectionSnapshotNeverKeepsAStaleEntry(t *testing.T) {
 	write(0)
 	const writes = 300
 	var wg sync.WaitGroup
-	stop := make(chan struct{})
+	var stop atomic.Bool
 	for range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			for !stop.Load() {
 				if _, err := b.snapshot(ctx, s, "c"); err != nil {
 					t.Error(err)
 					return
@@ -117,7 +112,7 @@ func TestConnectionSnapshotNeverKeepsAStaleEntry(t *testing.T) {
 	for i := 1; i <= writes; i++ {
 		write(i)
 	}
-	close(stop)
+	stop.Store(true)
 	wg.Wait()
 	got, err := b.snapshot(ctx, s, "c")
 	if err != nil || got == nil || got.entry.ConsumerKey != fmt.Sprintf("key%04d", writes) {

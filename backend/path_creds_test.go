@@ -15,9 +15,7 @@ import (
 )
 
 func TestCredsSharedReturnsWorkingTokenWithoutLease(t *testing.T) {
-	e := newTestEnv(t)
-	e.createConnection("prod", nil)
-	e.createRole("app", "prod", nil)
+	e := newAppEnv(t)
 	resp := mustOK(t, e.read("creds/app"))
 	if resp.Secret != nil {
 		t.Fatal("shared mode must not create a lease")
@@ -74,10 +72,8 @@ func TestCredsStampedeMakesOneTokenRequest(t *testing.T) {
 	var wg sync.WaitGroup
 	tokens := make([]string, readers)
 	errs := make([]error, readers)
-	for i := 0; i < readers; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
+	for i := range readers {
+		wg.Go(func() {
 			resp, err := e.do(logical.ReadOperation, "creds/app", nil)
 			if err == nil && resp.IsError() {
 				err = resp.Error()
@@ -86,7 +82,7 @@ func TestCredsStampedeMakesOneTokenRequest(t *testing.T) {
 				tokens[i] = resp.Data["access_token"].(string)
 			}
 			errs[i] = err
-		}(i)
+		})
 	}
 	wg.Wait()
 	for i, err := range errs {
@@ -199,24 +195,14 @@ func TestCredsSalesforceRefusalsAre400WithHints(t *testing.T) {
 			e.createConnection("prod", map[string]any{"audience": "https://test.salesforce.com"})
 			e.createRole("app", "prod", nil)
 		}, []string{"audience is invalid", "audience"}},
-		{"inactive user", func(e *testEnv) {
-			u := e.seed.User
-			u.Inactive = true
-			e.emu.AddUser(u)
-			e.createRole("app", "prod", nil)
-		}, []string{"inactive_user"}},
+		{"inactive user", seedUserWith(func(u *emulator.User) { u.Inactive = true }), []string{"inactive_user"}},
 		{"locked org", func(e *testEnv) {
 			o := e.seed.Org
 			o.Locked = true
 			e.emu.AddOrg(o)
 			e.createRole("app", "prod", nil)
 		}, []string{"inactive_org"}},
-		{"ip restricted", func(e *testEnv) {
-			u := e.seed.User
-			u.IPRestricted = true
-			e.emu.AddUser(u)
-			e.createRole("app", "prod", nil)
-		}, []string{"ip restricted", "IP"}},
+		{"ip restricted", seedUserWith(func(u *emulator.User) { u.IPRestricted = true }), []string{"ip restricted", "IP"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -232,6 +218,17 @@ func TestCredsSalesforceRefusalsAre400WithHints(t *testing.T) {
 				t.Error("role usage did not record last_error")
 			}
 		})
+	}
+}
+
+// seedUserWith is a setup that changes the seed user (re-added to the emulator) and creates
+// role app for it.
+func seedUserWith(change func(u *emulator.User)) func(e *testEnv) {
+	return func(e *testEnv) {
+		u := e.seed.User
+		change(&u)
+		e.emu.AddUser(u)
+		e.createRole("app", "prod", nil)
 	}
 }
 
@@ -264,9 +261,7 @@ func TestCredsOutagesAre502AfterRetries(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newTestEnv(t)
-			e.createConnection("prod", nil)
-			e.createRole("app", "prod", nil)
+			e := newAppEnv(t)
 			e.emu.AddFault(tc.fault)
 			start := time.Now()
 			_, err := e.do(logical.ReadOperation, "creds/app", nil)
@@ -289,9 +284,7 @@ func TestCredsOutagesAre502AfterRetries(t *testing.T) {
 }
 
 func TestCredsCachedTokenSurvivesOutage(t *testing.T) {
-	e := newTestEnv(t)
-	e.createConnection("prod", nil)
-	e.createRole("app", "prod", nil)
+	e := newAppEnv(t)
 	tok := mustOK(t, e.read("creds/app")).Data["access_token"]
 	e.emu.AddFault(emulator.Fault{Endpoint: "*", Kind: emulator.FaultStatus, Status: 503})
 	for i := 0; i < 5; i++ {
@@ -302,9 +295,7 @@ func TestCredsCachedTokenSurvivesOutage(t *testing.T) {
 }
 
 func TestCredsTransientFailureRecovers(t *testing.T) {
-	e := newTestEnv(t)
-	e.createConnection("prod", nil)
-	e.createRole("app", "prod", nil)
+	e := newAppEnv(t)
 	e.emu.AddFault(emulator.Fault{Endpoint: "token", Kind: emulator.FaultStatus, Status: 503, Count: 2})
 	mustOK(t, e.read("creds/app"))
 	if n := e.emu.Counters().TokenRequests; n != 3 {
@@ -326,9 +317,7 @@ func TestCredsUnknownRoleAndBoundCIDRs(t *testing.T) {
 }
 
 func TestRoleResetRevokesSharedToken(t *testing.T) {
-	e := newTestEnv(t)
-	e.createConnection("prod", nil)
-	e.createRole("app", "prod", nil)
+	e := newAppEnv(t)
 	tok := mustOK(t, e.read("creds/app")).Data["access_token"].(string)
 	resp := mustOK(t, e.write("roles/app/reset", nil))
 	if resp.Data["revoked"] != true || e.emu.TokenActive(tok) {
@@ -340,9 +329,7 @@ func TestRoleResetRevokesSharedToken(t *testing.T) {
 }
 
 func TestConsumerKeyChangeKeepsCachedToken(t *testing.T) {
-	e := newTestEnv(t)
-	e.createConnection("prod", nil)
-	e.createRole("app", "prod", nil)
+	e := newAppEnv(t)
 	tok := mustOK(t, e.read("creds/app")).Data["access_token"]
 	mustOK(t, e.write("connections/prod", map[string]any{"consumer_key": "3MVGrotatedkey"}))
 	if got := mustOK(t, e.read("creds/app")).Data["access_token"]; got != tok {

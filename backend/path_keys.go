@@ -131,9 +131,7 @@ func (b *backend) pathKeyRead(ctx context.Context, req *logical.Request, d *fram
 func (b *backend) pathKeyDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	version := d.Get("version").(int)
-	lock := b.connLock(name)
-	lock.Lock()
-	defer lock.Unlock()
+	defer b.lockConn(name)()
 	ring, err := getKeyRing(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
@@ -224,9 +222,7 @@ func (b *backend) pathImport(ctx context.Context, req *logical.Request, d *frame
 	}
 	activate := d.Get("activate").(bool)
 
-	lock := b.connLock(name)
-	lock.Lock()
-	defer lock.Unlock()
+	defer b.lockConn(name)()
 	conn, err := getConnection(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err

@@ -64,9 +64,7 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if resp := validName(name); resp != nil {
 		return resp, nil
 	}
-	lock := b.roleLock(name)
-	lock.Lock()
-	defer lock.Unlock()
+	defer b.lockRole(name)()
 
 	old, err := getRole(ctx, req.Storage, name)
 	if err != nil {
@@ -214,9 +212,7 @@ func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *fra
 
 func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
-	lock := b.roleLock(name)
-	lock.Lock()
-	defer lock.Unlock()
+	defer b.lockRole(name)()
 	if err := req.Storage.Delete(ctx, rolesPrefix+name); err != nil {
 		return nil, err
 	}

@@ -8,9 +8,7 @@ import (
 )
 
 func TestRoleCRUDAndDefaults(t *testing.T) {
-	e := newTestEnv(t)
-	e.createConnection("prod", nil)
-	e.createRole("app", "prod", nil)
+	e := newAppEnv(t)
 	d := e.read("roles/app").Data
 	want := map[string]any{"connection": "prod", "username": e.seed.User.Username, "ttl": int64(900), "max_ttl": int64(3600),
 		"token_mode": "shared", "session_timeout": int64(7200), "tokens_minted": int64(0)}
@@ -89,9 +87,7 @@ func TestRoleBadInput(t *testing.T) {
 }
 
 func TestRoleChangeDropsCachedToken(t *testing.T) {
-	e := newTestEnv(t)
-	e.createConnection("prod", nil)
-	e.createRole("app", "prod", nil)
+	e := newAppEnv(t)
 	tok := mustOK(t, e.read("creds/app")).Data["access_token"]
 	mustOK(t, e.write("roles/app", map[string]any{"username": e.seed.Deployer.Username}))
 	resp := mustOK(t, e.read("creds/app"))

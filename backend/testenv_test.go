@@ -151,36 +151,29 @@ func toString(v any) string {
 // responses with IsError.
 func (e *testEnv) write(path string, data map[string]any) *logical.Response {
 	e.t.Helper()
-	resp, err := e.do(logical.UpdateOperation, path, data)
-	if err != nil {
-		e.t.Fatalf("write %s: %v", path, err)
-	}
-	return resp
+	return e.mustDo(logical.UpdateOperation, "write", path, data)
 }
 
 func (e *testEnv) read(path string) *logical.Response {
 	e.t.Helper()
-	resp, err := e.do(logical.ReadOperation, path, nil)
-	if err != nil {
-		e.t.Fatalf("read %s: %v", path, err)
-	}
-	return resp
+	return e.mustDo(logical.ReadOperation, "read", path, nil)
 }
 
 func (e *testEnv) list(path string) *logical.Response {
 	e.t.Helper()
-	resp, err := e.do(logical.ListOperation, path, nil)
-	if err != nil {
-		e.t.Fatalf("list %s: %v", path, err)
-	}
-	return resp
+	return e.mustDo(logical.ListOperation, "list", path, nil)
 }
 
 func (e *testEnv) del(path string) *logical.Response {
 	e.t.Helper()
-	resp, err := e.do(logical.DeleteOperation, path, nil)
+	return e.mustDo(logical.DeleteOperation, "delete", path, nil)
+}
+
+func (e *testEnv) mustDo(op logical.Operation, verb, path string, data map[string]any) *logical.Response {
+	e.t.Helper()
+	resp, err := e.do(op, path, data)
 	if err != nil {
-		e.t.Fatalf("delete %s: %v", path, err)
+		e.t.Fatalf("%s %s: %v", verb, path, err)
 	}
 	return resp
 }
@@ -222,6 +215,16 @@ func (e *testEnv) connectionData(extra map[string]any) map[string]any {
 
 // createConnection creates a connection and registers its certificate on the demo app, as an
 // operator would after the create.
+// newAppEnv is newTestEnv with connection prod (the defaults of connectionData) and role app on
+// it, for the emulator's integration user.
+func newAppEnv(t testing.TB, opts ...envOption) *testEnv {
+	t.Helper()
+	e := newTestEnv(t, opts...)
+	e.createConnection("prod", nil)
+	e.createRole("app", "prod", nil)
+	return e
+}
+
 func (e *testEnv) createConnection(name string, extra map[string]any) *logical.Response {
 	e.t.Helper()
 	resp := mustOK(e.t, e.write("connections/"+name, e.connectionData(extra)))

@@ -258,9 +258,7 @@ func TestRolesAreScopedByTheirConnection(t *testing.T) {
 // role's new username joined a flight for the old one. Before the fix the second reader got a
 // token for the previous username.
 func TestSharedFlightNeverServesThePreviousRole(t *testing.T) {
-	e := newTestEnv(t)
-	e.createConnection("prod", nil)
-	e.createRole("app", "prod", nil)
+	e := newAppEnv(t)
 	// The first mint is slow; while it is in flight the role changes user.
 	e.emu.AddFault(emulator.Fault{Endpoint: "token", Kind: emulator.FaultLatency, Latency: 600 * time.Millisecond, Count: 1})
 	first := make(chan *logical.Response, 1)

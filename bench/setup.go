@@ -1,16 +1,11 @@
 package bench
 
 import (
-	"bytes"
 	"crypto/rsa"
-	"crypto/tls"
-	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,7 +79,6 @@ type Env struct {
 	CredsBytes, KVBytes int
 	// PprofAddr is the profiling plugin's net/http/pprof address (BENCH_PPROF set), else "".
 	PprofAddr string
-	admin     *http.Client
 }
 
 // Setup starts the emulator and Vault, and creates the connections, roles and KV secret of the
@@ -121,12 +115,9 @@ func Setup(t testing.TB, plan Plan) *Env {
 	// after a small delay, so a rotation goes through the "old certificate still valid" phase.
 	e.Emu = e2e.StartEmulator(t, cfg, "-login-rate-limit", "-1", "-quiet",
 		"-propagation-delay", plan.PropagationDelay.String(), "-propagation-overlap", "old")
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM([]byte(e.Emu.CAPEM))
-	e.admin = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	mk := func(name string, kp KeyPair) App {
 		a := App{Name: name, ConsumerKey: "3MVG9" + name + strings.Repeat("0", 80-len(name)), Keys: kp}
-		e.addApp(t, a)
+		e.Emu.AddApp(t, a.Name, a.ConsumerKey, a.Keys.CertPEM)
 		return a
 	}
 	e.Main, e.Rot, e.Big = mk("Bench_Main", keys[0]), mk("Bench_Rot", keys[1]), mk("Bench_Big", keys[2])
@@ -222,26 +213,6 @@ func (e *Env) CreateRole(t testing.TB, mount, name, conn string, extra map[strin
 		d[k] = v
 	}
 	e.S.Write(t, mount+"/roles/"+name, d)
-}
-
-// addApp creates an admin-approved connected app with the key's certificate in the emulator's
-// demo org, with the integration user and the deployer pre-authorised.
-func (e *Env) addApp(t testing.TB, a App) {
-	t.Helper()
-	body, _ := json.Marshal(map[string]any{
-		"name": a.Name, "org_id": e.Emu.OrgID, "consumer_key": a.ConsumerKey, "certificate_pem": a.Keys.CertPEM,
-		"admin_approved": true, "pre_authorized_users": []string{e.Emu.Username, e.Emu.DeployUsername},
-		"scopes": []string{"Api", "RefreshToken"},
-	})
-	resp, err := e.admin.Post(e.Emu.URL+"/__emulator/apps", "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatalf("emulator: add app %s: %v", a.Name, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode/100 != 2 {
-		t.Fatalf("emulator: add app %s: HTTP %d: %s", a.Name, resp.StatusCode, b)
-	}
 }
 
 // TokenRequests is the emulator's token request counter.

@@ -57,18 +57,7 @@ func StartCluster(t testing.TB, cfg Config) *Cluster {
   autopilot_reconcile_interval = "1s"
   autopilot_update_interval    = "1s"
 %s}
-listener "tcp" {
-  address         = "127.0.0.1:%d"
-  cluster_address = "127.0.0.1:%d"
-  tls_disable     = true
-}
-api_addr         = "http://127.0.0.1:%d"
-cluster_addr     = "https://127.0.0.1:%d"
-plugin_directory = %q
-disable_mlock    = true
-ui               = false
-log_level        = "debug"
-`, raftDir, name, joins.String(), p.api, p.cluster, p.api, p.cluster, pluginDir)
+`, raftDir, name, joins.String()) + serverHCL(p.api, p.cluster, pluginDir, "debug")
 		confPath := filepath.Join(home, name+".hcl")
 		writeFile(t, confPath, conf)
 		n := newVault(t, cfg, name, fmt.Sprintf("http://127.0.0.1:%d", p.api), home, "server", "-config="+confPath)

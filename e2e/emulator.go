@@ -121,6 +121,22 @@ func (e *Emulator) admin(t testing.TB, method, path string, body any) []byte {
 	return b
 }
 
+// AddApp creates (or replaces) an app of the emulator's demo org, with users (default: both
+// demo users) pre-authorised and certPEM registered at once (no propagation delay applies to a
+// created app).
+func (emu *Emulator) AddApp(t testing.TB, name, consumerKey, certPEM string, users ...string) {
+	t.Helper()
+	if len(users) == 0 {
+		users = []string{emu.Username, emu.DeployUsername}
+	}
+	emu.admin(t, http.MethodPost, "/__emulator/apps", map[string]any{
+		"name": name, "org_id": emu.OrgID, "consumer_key": consumerKey, "certificate_pem": certPEM,
+		"admin_approved": true, "pre_authorized_users": users,
+		"label": name, "contact_email": "ops@example.com", "callback_url": "https://localhost/callback",
+		"scopes": []string{"Api", "RefreshToken"},
+	})
+}
+
 // RegisterCertificate puts a certificate on the connected app, as an admin uploading it in Setup.
 func (e *Emulator) RegisterCertificate(t testing.TB, consumerKey, certPEM string) {
 	t.Helper()

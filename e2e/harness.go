@@ -32,6 +32,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -349,9 +350,9 @@ func dumpLog(t testing.TB, name, path string) {
 		len(lines), name, path, strings.Join(lines, "\n"), name)
 }
 
-// childPIDs lists the processes whose parent is ppid and whose command line contains match,
-// read from /proc (Linux), so that the tests need no pgrep.
-func childPIDs(ppid int, match string) ([]int, error) {
+// ChildPIDs lists the live processes whose parent is ppid and whose command line contains
+// match, read from /proc (Linux), so that the tests need no pgrep. The benchmark uses it too.
+func ChildPIDs(ppid int, match string) ([]int, error) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, err
@@ -384,6 +385,24 @@ func childPIDs(ppid int, match string) ([]int, error) {
 		pids = append(pids, pid)
 	}
 	return pids, nil
+}
+
+// ProcStatusKB reads a "kB" field (VmRSS, VmHWM) of /proc/<pid>/status, in kB.
+func ProcStatusKB(pid int, field string) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			f := strings.Fields(rest)
+			if len(f) == 0 {
+				break
+			}
+			return strconv.ParseInt(f[0], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status has no %s", pid, field)
 }
 
 // processAlive reports whether pid exists and is not a zombie.

@@ -112,7 +112,7 @@ func TestReliabilityNoSecretLeaks(t *testing.T) {
 
 	// Key 1 (PKCS#8) at create, on the demo app, metadata_api.
 	r := v.Write(t, Mount+"/connections/leak", e.ConnectionData(e.MetadataAPIFields(map[string]any{"private_key": k1PEM})))
-	relApp(t, e.Emu, e.Emu.AppName, e.Emu.ConsumerKey, StringField(t, r, "certificate"))
+	e.Emu.AddApp(t, e.Emu.AppName, e.Emu.ConsumerKey, StringField(t, r, "certificate"))
 	e.CreateRole(t, v, "shared", "leak", nil)
 	e.CreateRole(t, v, "leased", "leak", map[string]any{"token_mode": "per_lease"})
 	mint("shared")
@@ -125,7 +125,7 @@ func TestReliabilityNoSecretLeaks(t *testing.T) {
 
 	// Key 2 (PKCS#1) through import, activated; the app moves to its certificate.
 	v.Write(t, Mount+"/connections/leak/import", map[string]any{"private_key": k2PEM, "activate": true})
-	relApp(t, e.Emu, e.Emu.AppName, e.Emu.ConsumerKey, StringField(t, v.Read(t, Mount+"/connections/leak/certificate"), "certificate"))
+	e.Emu.AddApp(t, e.Emu.AppName, e.Emu.ConsumerKey, StringField(t, v.Read(t, Mount+"/connections/leak/certificate"), "certificate"))
 	v.Write(t, Mount+"/roles/shared/reset", nil)
 	mint("shared")
 	mint("leased")

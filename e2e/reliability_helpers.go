@@ -15,12 +15,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -224,75 +221,11 @@ func relRead(c *api.Client, role string) (*api.Secret, time.Duration, error) {
 	return s, d, err
 }
 
-// relReaders read one role in the background and count what they get.
-type relReaders struct {
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	served atomic.Int64
-	failed atomic.Int64
-	mu     sync.Mutex
-	errs   []string
-	tokens map[string]bool
-	leases []string
-}
-
-// relStartReaders starts n readers of role through clients of v, each pausing between reads.
-func relStartReaders(t testing.TB, v *Vault, role string, n int, pause time.Duration) *relReaders {
+// relStartReaders starts n readers of role through root clients of v, each pausing between
+// reads (credsReaders without the userinfo check); results gives what they got.
+func relStartReaders(t testing.TB, v *Vault, role string, n int, pause time.Duration) *credsReaders {
 	t.Helper()
-	r := &relReaders{stop: make(chan struct{}), tokens: map[string]bool{}}
-	for i := 0; i < n; i++ {
-		c := v.NewClient(t, "")
-		r.wg.Add(1)
-		go func() {
-			defer r.wg.Done()
-			for {
-				select {
-				case <-r.stop:
-					return
-				default:
-				}
-				s, _, err := relRead(c, role)
-				r.mu.Lock()
-				if err != nil {
-					r.failed.Add(1)
-					if len(r.errs) < 50 {
-						r.errs = append(r.errs, fmt.Sprintf("%s creds/%s: %s", time.Now().Format("15:04:05.000"), role, strings.Join(strings.Fields(err.Error()), " ")))
-					}
-				} else {
-					r.served.Add(1)
-					r.tokens[s.Data["access_token"].(string)] = true
-					if s.LeaseID != "" {
-						r.leases = append(r.leases, s.LeaseID)
-					}
-				}
-				r.mu.Unlock()
-				select {
-				case <-r.stop:
-					return
-				case <-time.After(pause):
-				}
-			}
-		}()
-	}
-	t.Cleanup(r.halt)
-	return r
-}
-
-func (r *relReaders) halt() {
-	select {
-	case <-r.stop:
-	default:
-		close(r.stop)
-	}
-	r.wg.Wait()
-}
-
-// finish stops the readers and returns the counts and the first errors.
-func (r *relReaders) finish() (served, failed int64, errs []string) {
-	r.halt()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.served.Load(), r.failed.Load(), append([]string(nil), r.errs...)
+	return startReaders(t, v, readersOptions{}, readerSpec{Role: role, N: n, Pause: pause})
 }
 
 // relCounter reads one numeric emulator counter without failing on absence (0).
@@ -306,22 +239,6 @@ func relCounter(t testing.TB, emu *Emulator, name string) int64 {
 // relFault is an emulator fault spec (the admin API's JSON).
 type relFault map[string]any
 
-// relApp creates (or replaces) an app of the emulator's demo org, with users (default: both
-// demo users) pre-authorised and certPEM registered at once (no propagation delay applies to a
-// created app).
-func relApp(t testing.TB, emu *Emulator, name, consumerKey, certPEM string, users ...string) {
-	t.Helper()
-	if len(users) == 0 {
-		users = []string{emu.Username, emu.DeployUsername}
-	}
-	emu.admin(t, http.MethodPost, "/__emulator/apps", map[string]any{
-		"name": name, "org_id": emu.OrgID, "consumer_key": consumerKey, "certificate_pem": certPEM,
-		"admin_approved": true, "pre_authorized_users": users,
-		"label": name, "contact_email": "ops@example.com", "callback_url": "https://localhost/callback",
-		"scopes": []string{"Api", "RefreshToken"},
-	})
-}
-
 // relAppCertificate is the certificate an emulator app stores now.
 func relAppCertificate(t testing.TB, emu *Emulator, consumerKey string) string {
 	t.Helper()
@@ -332,24 +249,6 @@ func relAppCertificate(t testing.TB, emu *Emulator, consumerKey string) string {
 	}
 	s, _ := view["certificate_pem"].(string)
 	return s
-}
-
-// relProcKB reads a "kB" field (VmRSS, VmHWM) of /proc/<pid>/status.
-func relProcKB(pid int, field string) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			f := strings.Fields(rest)
-			if len(f) == 0 {
-				break
-			}
-			return strconv.ParseInt(f[0], 10, 64)
-		}
-	}
-	return 0, fmt.Errorf("/proc/%d/status has no %s", pid, field)
 }
 
 // relProcCount counts the entries of /proc/<pid>/<dir> (fd: open files and sockets; task:
@@ -382,104 +281,12 @@ func relPanics(t testing.TB, v *Vault) []string {
 	return out
 }
 
-// relFileVault is a single Vault server on file storage, initialised with one unseal key: a
-// production-like node that can be sealed, unsealed, killed and restarted on the same data.
-type relFileVault struct {
-	*Vault
-	UnsealKey string
-	PluginSHA string
-	top       testing.TB // owns the server processes, across subtests
-}
-
-// startRelFileVault starts the node, initialises and unseals it, and mounts the plugin.
-func startRelFileVault(t testing.TB, cfg Config) *relFileVault {
+// startRelFileVault starts a FileVault with the raw storage endpoint on and mounts the plugin.
+func startRelFileVault(t testing.TB, cfg Config) *FileVault {
 	t.Helper()
-	home := t.TempDir()
-	pluginDir, sha := PluginDirCopy(t, cfg)
-	port, clusterPort := FreePort(t), FreePort(t)
-	data := filepath.Join(home, "data")
-	if err := os.MkdirAll(data, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	conf := fmt.Sprintf(`storage "file" {
-  path = %q
-}
-listener "tcp" {
-  address         = "127.0.0.1:%d"
-  cluster_address = "127.0.0.1:%d"
-  tls_disable     = true
-}
-api_addr             = "http://127.0.0.1:%d"
-cluster_addr         = "https://127.0.0.1:%d"
-plugin_directory     = %q
-disable_mlock        = true
-ui                   = false
-raw_storage_endpoint = true
-log_level            = "debug"
-`, data, port, clusterPort, port, clusterPort, pluginDir)
-	confPath := filepath.Join(home, "file.hcl")
-	writeFile(t, confPath, conf)
-	v := newVault(t, cfg, "vault-file", fmt.Sprintf("http://127.0.0.1:%d", port), home, "server", "-config="+confPath)
-	v.start(t)
-	init, err := v.Client.Sys().Init(&api.InitRequest{SecretShares: 1, SecretThreshold: 1})
-	if err != nil {
-		t.Fatalf("operator init: %v", err)
-	}
-	f := &relFileVault{Vault: v, UnsealKey: init.KeysB64[0], PluginSHA: sha, top: t}
-	v.setToken(init.RootToken)
-	f.Unseal(t)
-	v.RegisterPlugin(t, sha, cfg.PluginVersion)
-	v.EnablePlugin(t, Mount)
-	t.Cleanup(func() { v.Rec.AssertNoPrivateKey(t) })
-	t.Logf("vault on file storage at %s (pid %d, data %s, log %s)", v.Addr, v.PID(), data, v.LogPath)
+	f := StartFileVault(t, cfg, FileVaultOptions{RawStorage: true})
+	f.EnablePlugin(t, Mount)
+	t.Cleanup(func() { f.Rec.AssertNoPrivateKey(t) })
+	t.Logf("vault on file storage at %s (pid %d, data %s, log %s)", f.Addr, f.PID(), f.DataDir, f.LogPath)
 	return f
-}
-
-// Unseal submits the key until the node is unsealed and active.
-func (f *relFileVault) Unseal(t testing.TB) {
-	t.Helper()
-	WaitFor(t, 60*time.Second, f.Name+" to unseal and become active", func() error {
-		st, err := f.Client.Sys().SealStatus()
-		if err != nil {
-			return err
-		}
-		if st.Sealed {
-			if _, err := f.Client.Sys().Unseal(f.UnsealKey); err != nil {
-				return err
-			}
-		}
-		return expectHealth(f.Vault, 200)
-	})
-}
-
-// Seal seals the node as an operator does and waits until it reports sealed.
-func (f *relFileVault) Seal(t testing.TB) {
-	t.Helper()
-	f.CLI(t, "operator", "seal")
-	WaitFor(t, 30*time.Second, f.Name+" to be sealed", func() error { return expectHealth(f.Vault, 503) })
-}
-
-// Restart ends the server (kill: SIGKILL to its process group, a crash; otherwise SIGTERM, a
-// service stop), starts it again on the same data and unseals it.
-func (f *relFileVault) Restart(t testing.TB, kill bool) {
-	t.Helper()
-	if kill {
-		t.Logf("kill -9 vault (pid %d) and its plugins", f.PID())
-		f.Kill()
-	} else {
-		t.Logf("SIGTERM vault (pid %d)", f.PID())
-		f.proc.Stop(60 * time.Second)
-	}
-	// The new process belongs to the test that started the node, not to a subtest calling
-	// Restart: a subtest's end must not kill it.
-	f.proc = StartProcess(f.top, f.Name, f.LogPath, []string{"HOME=" + f.home}, f.bin, f.args...)
-	WaitFor(t, 60*time.Second, f.Name+" to listen", func() error {
-		if exited, err := f.proc.Exited(); exited {
-			t.Fatalf("%s exited during start-up: %v", f.Name, err)
-		}
-		_, err := f.HealthStatus()
-		return err
-	})
-	f.Unseal(t)
-	t.Logf("vault restarted (pid %d)", f.PID())
 }

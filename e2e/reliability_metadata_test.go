@@ -36,7 +36,7 @@ type relMDConn struct {
 	app        string
 	ringBefore map[int]relKey
 	certBefore string
-	readers    []*relReaders
+	readers    []*credsReaders
 	injected   int64
 	sawRetry   bool
 	retries    int64 // the most step attempts the rotation recorded
@@ -154,13 +154,13 @@ func relMDSetup(t *testing.T, e *Env, i int, c relMDCase) *relMDConn {
 		fields["deploy_username"] = deployer
 	}
 	cert := StringField(t, e.CreateConnection(t, v, m.name, fields), "certificate")
-	relApp(t, e.Emu, m.app, m.key, cert, e.Emu.Username, deployer)
+	e.Emu.AddApp(t, m.app, m.key, cert, e.Emu.Username, deployer)
 	e.CreateRole(t, v, m.name+"-shared", m.name, nil)
 	e.CreateRole(t, v, m.name+"-leased", m.name, map[string]any{"token_mode": "per_lease"})
 	ReadCreds(t, v.Client, m.name+"-shared")
 	m.ringBefore = relMustRing(t, v, m.name)
 	m.certBefore = cert
-	m.readers = []*relReaders{
+	m.readers = []*credsReaders{
 		relStartReaders(t, v, m.name+"-shared", 1, 300*time.Millisecond),
 		relStartReaders(t, v, m.name+"-leased", 1, time.Second),
 	}
@@ -254,7 +254,7 @@ func relMDFinish(t *testing.T, e *Env, uuid string, m *relMDConn) {
 	var served, failed int64
 	var errs []string
 	for _, r := range m.readers {
-		s, f, es := r.finish()
+		s, f, es := r.results()
 		served, failed, errs = served+s, failed+f, append(errs, es...)
 	}
 	if failed > 0 {

@@ -39,7 +39,7 @@ func TestReliabilityProcess(t *testing.T) {
 
 	// "rot": metadata_api on the demo app, for the rotation interrupted by a Vault crash.
 	rotCert := StringField(t, e.CreateConnection(t, v, "rot", e.MetadataAPIFields(nil)), "certificate")
-	relApp(t, emu, emu.AppName, emu.ConsumerKey, rotCert)
+	emu.AddApp(t, emu.AppName, emu.ConsumerKey, rotCert)
 	e.CreateRole(t, v, "rot-shared", "rot", nil)
 	e.CreateRole(t, v, "rot-leased", "rot", map[string]any{"token_mode": "per_lease"})
 
@@ -53,7 +53,7 @@ func TestReliabilityProcess(t *testing.T) {
 	}
 	keyPEM := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(imported)}))
 	v.Write(t, Mount+"/connections/multi/import", map[string]any{"private_key": keyPEM, "activate": true})
-	relApp(t, emu, multiApp, multiKey, StringField(t, v.Read(t, Mount+"/connections/multi/certificate"), "certificate"))
+	emu.AddApp(t, multiApp, multiKey, StringField(t, v.Read(t, Mount+"/connections/multi/certificate"), "certificate"))
 	v.Write(t, Mount+"/connections/multi/rotate", nil)
 	e.CreateRole(t, v, "multi-leased", "multi", map[string]any{"token_mode": "per_lease"})
 	requireRel := func(conn, want string) {
@@ -257,7 +257,7 @@ func TestReliabilityProcess(t *testing.T) {
 		if after.State != "deploying" || after.DeployID != held.DeployID || after.StartedAt != held.StartedAt || after.PendingVersion != held.PendingVersion {
 			t.Fatalf("after the crash the rotation reads %s, was %s", after, held)
 		}
-		readers := []*relReaders{
+		readers := []*credsReaders{
 			relStartReaders(t, v, "rot-shared", 2, 300*time.Millisecond),
 			relStartReaders(t, v, "rot-leased", 1, time.Second),
 		}
@@ -287,7 +287,7 @@ func TestReliabilityProcess(t *testing.T) {
 		}
 		var served, failed int64
 		for _, r := range readers {
-			s, f, errs := r.finish()
+			s, f, errs := r.results()
 			served, failed = served+s, failed+f
 			if f > 0 {
 				t.Errorf("%d creds reads failed while the rotation resumed:\n%s", f, strings.Join(errs, "\n"))

@@ -168,11 +168,11 @@ func TestReliabilitySoak(t *testing.T) {
 		<-tick.C
 		s := relSample{at: time.Since(start)}
 		var err error
-		if s.pluginRSS, err = relProcKB(pid, "VmRSS"); err != nil {
+		if s.pluginRSS, err = ProcStatusKB(pid, "VmRSS"); err != nil {
 			fail("plugin process %d: %v (did it die?)", pid, err)
 			break
 		}
-		s.vaultRSS, _ = relProcKB(v.PID(), "VmRSS")
+		s.vaultRSS, _ = ProcStatusKB(v.PID(), "VmRSS")
 		s.pluginFDs, _ = relProcCount(pid, "fd")
 		s.threads, _ = relProcCount(pid, "task")
 		s.vaultGoroutines = relVaultGoroutines(v)

@@ -288,7 +288,7 @@ func requireReplayWorks(t *testing.T, org *Emulator) {
 		t.Fatal(err)
 	}
 	const consumerKey = "RepointReplayControlKey"
-	relApp(t, org, "Repoint_Replay_Control", consumerKey, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), org.Username)
+	org.AddApp(t, "Repoint_Replay_Control", consumerKey, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), org.Username)
 	a, err := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
 		"iss": consumerKey, "sub": org.Username, "aud": "https://login.salesforce.com", "exp": time.Now().Add(3 * time.Minute).Unix(),
 	}).SignedString(key)

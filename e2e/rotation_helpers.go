@@ -204,31 +204,20 @@ type rotationKey struct {
 	DER         []byte
 }
 
-// readKeyRing lists connections/<conn>/keys and reads every version that is not destroyed
-// (its certificate). Fails the test on any error: call it only when the plugin is up.
+// readKeyRing lists connections/<conn>/keys (relRing) and reads every version that is not
+// destroyed (its certificate). Fails the test on any error: call it only when the plugin is up.
 func readKeyRing(t testing.TB, v *Vault, conn string) map[int]rotationKey {
 	t.Helper()
-	l := v.List(t, Mount+"/connections/"+conn+"/keys")
-	if l == nil || l.Data == nil {
-		t.Fatalf("connections/%s/keys: empty list", conn)
-	}
-	info, _ := l.Data["key_info"].(map[string]any)
 	ring := map[int]rotationKey{}
-	list, _ := l.Data["keys"].([]any)
-	for _, k := range list {
-		ks := fmt.Sprint(k)
-		n, err := strconv.Atoi(ks)
-		if err != nil {
-			t.Fatalf("connections/%s/keys: key %q is not a version number", conn, ks)
-		}
-		ki, _ := info[ks].(map[string]any)
-		rk := rotationKey{Version: n, Status: dataString(ki, "status")}
+	for n, k := range relMustRing(t, v, conn) {
+		rk := rotationKey{Version: n, Status: k.Status}
 		if rk.Status != "destroyed" {
 			r := v.Read(t, fmt.Sprintf("%s/connections/%s/keys/%d", Mount, conn, n))
 			rk.Certificate = StringField(t, r, "certificate")
 			if got := dataString(r.Data, "status"); got != rk.Status {
 				t.Fatalf("key %d: list says %s, read says %s", n, rk.Status, got)
 			}
+			var err error
 			if rk.DER, err = certDER(rk.Certificate); err != nil {
 				t.Fatalf("key %d certificate: %v", n, err)
 			}
@@ -433,17 +422,18 @@ func requireSameAppSettings(t testing.TB, before, after emulatorApp) {
 	}
 }
 
-// credsReaders are applications reading creds/ continuously, each with its own Vault token
-// limited to reading creds. Every failed read is recorded; every new access token is checked
-// against the emulator's userinfo endpoint as an application would use it.
+// credsReaders are applications reading creds/ continuously. Every failed read is recorded
+// (the first 50 kept); with readersOptions.emu every new access token is checked against the
+// emulator's userinfo endpoint as an application would use it.
 type credsReaders struct {
-	emu  *Emulator
+	emu  *Emulator    // nil: tokens are not checked
 	gate sync.RWMutex // readers hold it for reading; pause() takes it for writing
 	stop chan struct{}
 	wg   sync.WaitGroup
 
 	mu       sync.Mutex
 	served   map[string]int
+	failed   int
 	failures []string
 	checked  map[string]bool
 	inFlight atomic.Int64 // reads that started while the watcher saw the rotation in flight
@@ -457,21 +447,40 @@ type readerSpec struct {
 	Pause time.Duration
 }
 
-// startCredsReaders starts the readers, through clients of node v.
+// readersOptions say how startReaders' readers authenticate and what they check.
+type readersOptions struct {
+	emu    *Emulator // check every new token at its userinfo endpoint (nil: no check)
+	policy bool      // each reader has its own Vault token limited to reading creds (else root)
+}
+
+// startCredsReaders starts readers with their own creds-only tokens, through clients of node v,
+// checking every token at emu's userinfo endpoint.
 func startCredsReaders(t testing.TB, v *Vault, emu *Emulator, specs ...readerSpec) *credsReaders {
 	t.Helper()
-	v.Write(t, "sys/policies/acl/rotation-reader", map[string]any{
-		"policy": fmt.Sprintf(`path "%s/creds/*" { capabilities = ["read"] }`, Mount),
-	})
-	r := &credsReaders{emu: emu, stop: make(chan struct{}), served: map[string]int{}, checked: map[string]bool{}}
+	return startReaders(t, v, readersOptions{emu: emu, policy: true}, specs...)
+}
+
+// startReaders starts the readers, through clients of node v.
+func startReaders(t testing.TB, v *Vault, o readersOptions, specs ...readerSpec) *credsReaders {
+	t.Helper()
+	if o.policy {
+		v.Write(t, "sys/policies/acl/rotation-reader", map[string]any{
+			"policy": fmt.Sprintf(`path "%s/creds/*" { capabilities = ["read"] }`, Mount),
+		})
+	}
+	r := &credsReaders{emu: o.emu, stop: make(chan struct{}), served: map[string]int{}, checked: map[string]bool{}}
 	for _, sp := range specs {
 		r.served[sp.Role] = 0
 		for i := 0; i < sp.N; i++ {
-			tok, err := v.Client.Auth().Token().Create(&api.TokenCreateRequest{Policies: []string{"rotation-reader"}, NoDefaultPolicy: true, TTL: "1h"})
-			if err != nil {
-				t.Fatal(err)
+			token := ""
+			if o.policy {
+				tok, err := v.Client.Auth().Token().Create(&api.TokenCreateRequest{Policies: []string{"rotation-reader"}, NoDefaultPolicy: true, TTL: "1h"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				token = tok.Auth.ClientToken
 			}
-			c := v.NewClient(t, tok.Auth.ClientToken)
+			c := v.NewClient(t, token)
 			r.wg.Add(1)
 			go r.run(c, sp.Role, sp.Pause)
 		}
@@ -492,23 +501,19 @@ func (r *credsReaders) run(c *api.Client, role string, pause time.Duration) {
 		if r.during.Load() {
 			r.inFlight.Add(1)
 		}
-		s, err := c.Logical().Read(Mount + "/creds/" + role)
+		s, _, err := relRead(c, role)
 		at := time.Now().Format("15:04:05.000")
 		r.gate.RUnlock()
-		var tok string
-		if err == nil {
-			if s == nil || s.Data == nil {
-				err = errors.New("empty response")
-			} else if tok, _ = s.Data["access_token"].(string); tok == "" {
-				err = errors.New("no access_token")
-			}
-		}
-		if err == nil {
+		if err == nil && r.emu != nil {
+			tok, _ := s.Data["access_token"].(string)
 			err = r.check(tok)
 		}
 		r.mu.Lock()
 		if err != nil {
-			r.failures = append(r.failures, fmt.Sprintf("%s creds/%s: %s", at, role, strings.Join(strings.Fields(err.Error()), " ")))
+			r.failed++
+			if len(r.failures) < 50 {
+				r.failures = append(r.failures, fmt.Sprintf("%s creds/%s: %s", at, role, strings.Join(strings.Fields(err.Error()), " ")))
+			}
 		} else {
 			r.served[role]++
 		}
@@ -579,13 +584,13 @@ func (r *credsReaders) finish(t testing.TB) {
 		t.Logf("creds/%s: %d reads served", role, n)
 	}
 	t.Logf("creds reads: %d served (%d while the rotation was in flight), %d failed, %d distinct tokens checked at userinfo",
-		total, r.inFlight.Load(), len(r.failures), len(r.checked))
-	if len(r.failures) > 0 {
+		total, r.inFlight.Load(), r.failed, len(r.checked))
+	if r.failed > 0 {
 		shown := r.failures
 		if len(shown) > 20 {
 			shown = shown[:20]
 		}
-		t.Errorf("%d creds reads failed; the first:\n%s", len(r.failures), strings.Join(shown, "\n"))
+		t.Errorf("%d creds reads failed; the first:\n%s", r.failed, strings.Join(shown, "\n"))
 	}
 	if total == 0 {
 		t.Errorf("no creds read was served")
@@ -595,6 +600,18 @@ func (r *credsReaders) finish(t testing.TB) {
 			t.Errorf("no read of creds/%s was served", role)
 		}
 	}
+}
+
+// results stops the readers and returns how many reads were served and failed, and the first
+// errors.
+func (r *credsReaders) results() (served, failed int64, errs []string) {
+	r.halt()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, n := range r.served {
+		served += int64(n)
+	}
+	return served, int64(r.failed), append([]string(nil), r.failures...)
 }
 
 // killPlugin kills the plugin process of a dev Vault with SIGKILL and waits until Vault has

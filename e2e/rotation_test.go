@@ -154,6 +154,11 @@ func TestRotationSurvivesPluginKill(t *testing.T) {
 		requireAcceptedAre(t, ring, app, 2)
 		requireCounter(t, e.Emu, "deploys_succeeded", 1)
 	}
+	// completedOnce is completed, with exactly one deploy request.
+	completedOnce := func(t *testing.T, e *Env, final rotationStatus, ring map[int]rotationKey, app emulatorApp) {
+		completed(t, e, final, ring, app)
+		requireCounter(t, e.Emu, "deploy_requests", 1)
+	}
 	rollbackKicked := false // the rolling_back case's second rotate, made once
 	cases := []killCase{
 		{
@@ -187,11 +192,8 @@ func TestRotationSurvivesPluginKill(t *testing.T) {
 				}
 				return nil
 			},
-			want: "idle",
-			check: func(t *testing.T, e *Env, final rotationStatus, ring map[int]rotationKey, app emulatorApp) {
-				completed(t, e, final, ring, app)
-				requireCounter(t, e.Emu, "deploy_requests", 1)
-			},
+			want:  "idle",
+			check: completedOnce,
 		},
 		{
 			// Killed while the new certificate propagates (the app stores it but accepts only
@@ -209,8 +211,7 @@ func TestRotationSurvivesPluginKill(t *testing.T) {
 			},
 			want: "idle",
 			check: func(t *testing.T, e *Env, final rotationStatus, ring map[int]rotationKey, app emulatorApp) {
-				completed(t, e, final, ring, app)
-				requireCounter(t, e.Emu, "deploy_requests", 1)
+				completedOnce(t, e, final, ring, app)
 				if n := logCount(t, e.Vault, "while refusing the active one"); n != 0 {
 					t.Errorf("a creds read promoted the pending key (%d log lines); the periodic func should have", n)
 				}

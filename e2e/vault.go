@@ -132,26 +132,27 @@ func (v *Vault) HealthStatus() (int, error) {
 func (v *Vault) Read(t testing.TB, path string) *api.Secret {
 	t.Helper()
 	s, err := v.Client.Logical().Read(path)
-	if err != nil {
-		t.Fatalf("read %s: %v", path, err)
-	}
-	return s
+	return MustSecret(t, "read", path, s, err)
 }
 
 func (v *Vault) Write(t testing.TB, path string, data map[string]any) *api.Secret {
 	t.Helper()
 	s, err := v.Client.Logical().Write(path, data)
-	if err != nil {
-		t.Fatalf("write %s: %v", path, err)
-	}
-	return s
+	return MustSecret(t, "write", path, s, err)
 }
 
 func (v *Vault) List(t testing.TB, path string) *api.Secret {
 	t.Helper()
 	s, err := v.Client.Logical().List(path)
+	return MustSecret(t, "list", path, s, err)
+}
+
+// MustSecret returns what a logical API call (op: read, write, list) of path answered, and fails
+// the test if the call failed.
+func MustSecret(t testing.TB, op, path string, s *api.Secret, err error) *api.Secret {
+	t.Helper()
 	if err != nil {
-		t.Fatalf("list %s: %v", path, err)
+		t.Fatalf("%s %s: %v", op, path, err)
 	}
 	return s
 }
@@ -214,11 +215,15 @@ func (v *Vault) cliEnv() []string {
 	return append(env, "VAULT_ADDR="+v.Addr, "VAULT_TOKEN="+v.Token, "HOME="+v.home, "VAULT_CLI_NO_COLOR=1")
 }
 
-// RegisterPlugin registers the plugin binary with its sha256 and version, as an operator types
-// it.
-func (v *Vault) RegisterPlugin(t testing.TB, sha, version string) {
+// RegisterPlugin registers the plugin binary with its sha256 and version, and environment
+// variables env (KEY=VALUE) for its process, as an operator types it.
+func (v *Vault) RegisterPlugin(t testing.TB, sha, version string, env ...string) {
 	t.Helper()
-	v.CLI(t, "plugin", "register", "-sha256="+sha, "-version="+version, "secret", PluginName)
+	args := []string{"plugin", "register", "-sha256=" + sha, "-version=" + version}
+	for _, kv := range env {
+		args = append(args, "-env="+kv)
+	}
+	v.CLI(t, append(args, "secret", PluginName)...)
 }
 
 // EnablePlugin mounts the plugin at path, as an operator types it.
@@ -230,7 +235,7 @@ func (v *Vault) EnablePlugin(t testing.TB, path string) {
 // PluginPIDs lists the plugin processes this Vault server started.
 func (v *Vault) PluginPIDs(t testing.TB) []int {
 	t.Helper()
-	pids, err := childPIDs(v.PID(), PluginName)
+	pids, err := ChildPIDs(v.PID(), PluginName)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -186,6 +186,16 @@ func (f *fixture) login(t *testing.T, sub string) string {
 	return r.json(t)["access_token"].(string)
 }
 
+// loginDeployer logs in the deployer, or with noPerm the integration user, who lacks Modify
+// Metadata, and returns the access token.
+func (f *fixture) loginDeployer(t *testing.T, noPerm bool) string {
+	t.Helper()
+	if noPerm {
+		return f.login(t, f.user.Username)
+	}
+	return f.login(t, f.deployer.Username)
+}
+
 func wantOAuthError(t *testing.T, r result, code, desc string) {
 	t.Helper()
 	if r.status != 400 {

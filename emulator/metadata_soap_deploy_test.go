@@ -230,11 +230,7 @@ func TestSOAPDeployFailures(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			f := newFixture(t, Config{})
-			sub := f.deployer.Username
-			if c.noPerm {
-				sub = f.user.Username
-			}
-			tok := f.login(t, sub)
+			tok := f.loginDeployer(t, c.noPerm)
 			res := f.soapPollUntilDone(t, tok, parseQueued(t, f.soapDeploy(t, tok, c.zip, "")))
 			if res.Status != "Failed" || res.Success || res.NumberComponentsDeployed != 0 || res.Details == nil {
 				t.Fatalf("%+v", res)

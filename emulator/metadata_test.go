@@ -354,11 +354,7 @@ func TestDeployFailures(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			f := newFixture(t, Config{})
-			sub := f.deployer.Username
-			if c.noPerm {
-				sub = f.user.Username
-			}
-			res := f.deployAndWait(t, f.login(t, sub), c.files)
+			res := f.deployAndWait(t, f.loginDeployer(t, c.noPerm), c.files)
 			if res["status"] != "Failed" || res["success"] != false {
 				t.Fatalf("%v", res)
 			}
