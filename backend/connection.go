@@ -69,6 +69,10 @@ type connectionEntry struct {
 	ConsumerKeyMaxAge      time.Duration `json:"consumer_key_max_age"`
 	AllowCommunityLogin    bool          `json:"allow_community_login,omitempty"`
 	AuthFlow               string        `json:"auth_flow,omitempty"` // empty: jwt_bearer
+	// Vault's automated rotation settings beside KeyRotationPeriod (rotation_period).
+	RotationSchedule         string        `json:"rotation_schedule,omitempty"`
+	RotationWindow           time.Duration `json:"rotation_window,omitempty"`
+	DisableAutomatedRotation bool          `json:"disable_automated_rotation,omitempty"`
 	// PastOrigins are the origins a client-credentials connection's tokens may have been
 	// issued at before its login_url last changed: their leases are revoked there. (A JWT
 	// connection keeps them in its key ring.)
@@ -119,7 +123,10 @@ func (c *connectionEntry) subject(name string) string {
 	return "CN=" + cn
 }
 
-func (c *connectionEntry) rotationEnabled() bool { return c.KeyRotationPeriod > 0 }
+// rotationEnabled reports whether the schedule rotates the key by itself.
+func (c *connectionEntry) rotationEnabled() bool {
+	return !c.DisableAutomatedRotation && (c.KeyRotationPeriod > 0 || c.RotationSchedule != "")
+}
 
 func getConnection(ctx context.Context, s logical.Storage, name string) (*connectionEntry, error) {
 	return getEntry[connectionEntry](ctx, s, connectionsPrefix+name)
@@ -180,7 +187,7 @@ func (c *connectionEntry) validate() *fieldError {
 			return fieldErr("deploy_username", "is required with deploy=metadata_api: a Salesforce user with API Enabled, Modify Metadata, Customize Application and Manage Connected Apps (or Modify All Data), pre-authorised on the app; for an External Client App also the permission to view consumer secrets in metadata")
 		}
 	}
-	if c.KeyRotationPeriod > 0 && c.CertificateRenewBefore >= c.CertificateTTL {
+	if c.rotationEnabled() && c.CertificateRenewBefore >= c.CertificateTTL {
 		return fieldErr("certificate_renew_before", "(%s) must be shorter than certificate_ttl (%s), or every new certificate would be due for renewal at once", c.CertificateRenewBefore, c.CertificateTTL)
 	}
 	return nil

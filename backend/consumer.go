@@ -29,7 +29,8 @@ const (
 // a client-credentials connection refuses them when they are given.
 var jwtOnlyFields = []string{"audience", "key_type", "certificate_ttl", "certificate_subject", "key_rotation_period",
 	"certificate_renew_before", "keep_archived_keys", "deploy", "app_type", "app_name", "eca_oauth_settings_name",
-	"deploy_username", "verify_username", "propagation_timeout", "private_key", "certificate"}
+	"deploy_username", "verify_username", "propagation_timeout", "private_key", "certificate",
+	"rotation_period", "rotation_schedule", "rotation_window", "disable_automated_rotation"}
 
 // flow is the connection's OAuth flow; entries written before flows existed are JWT bearer.
 func (c *connectionEntry) flow() string {

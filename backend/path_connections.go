@@ -17,7 +17,7 @@ import (
 
 func connectionFields() map[string]*framework.FieldSchema {
 	dur := func(d time.Duration) int { return int(d.Seconds()) }
-	return withName("connection", map[string]*framework.FieldSchema{
+	return addRotationFields(withName("connection", map[string]*framework.FieldSchema{
 		"consumer_key": {Type: framework.TypeString, Required: true,
 			Description: "The app's consumer key (Setup > App Manager > View > Consumer Key); the JWT iss, or the client_id of the client credentials flow."},
 		"auth_flow": {Type: framework.TypeString, Default: authFlowJWTBearer, AllowedValues: []any{authFlowJWTBearer, authFlowClientCredentials},
@@ -74,7 +74,7 @@ func connectionFields() map[string]*framework.FieldSchema {
 			Description: "Create only, optional: an existing PEM RSA private key (>= 2048 bits) to use as key version 1 instead of generating one, when migrating an app whose certificate is already registered. Write-only: never returned."},
 		"certificate": {Type: framework.TypeString, DisplayAttrs: &framework.DisplayAttributes{EditType: "textarea"},
 			Description: "Create only, with private_key: its registered PEM certificate (must match the key). Generated when absent."},
-	})
+	}))
 }
 
 func pathConnections(b *backend) []*framework.Path {
@@ -111,9 +111,7 @@ func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request,
 	if resp != nil || err != nil {
 		return resp, err
 	}
-	lock := b.connLock(name)
-	lock.Lock()
-	defer lock.Unlock()
+	defer b.lockConn(name)()
 	old, conn, resp, err := b.connectionWriteDraftLocked(ctx, req.Storage, name, d)
 	if resp != nil || err != nil {
 		return resp, err
@@ -466,6 +464,9 @@ func applyConnectionFields(c *connectionEntry, d *framework.FieldData, now time.
 			*f.dst = v
 		}
 	}
+	if ferr := applyRotationFields(c, d); ferr != nil {
+		return ferr
+	}
 	return c.validate()
 }
 
@@ -542,34 +543,38 @@ func (b *backend) pathConnectionRead(ctx context.Context, req *logical.Request, 
 func (b *backend) connectionResponse(name string, c *connectionEntry, ring *keyRing) (*logical.Response, error) {
 	secs := func(d time.Duration) int64 { return int64(d.Seconds()) }
 	data := map[string]any{
-		"consumer_key":              c.ConsumerKey,
-		"auth_flow":                 c.flow(),
-		"consumer_key_set_at":       formatTime(c.ConsumerKeySetAt),
-		"login_url":                 c.LoginURL,
-		"audience":                  c.audience(),
-		"allow_non_salesforce_host": c.AllowNonSalesforceHost,
-		"ca_cert":                   c.CACert,
-		"key_type":                  c.KeyType,
-		"certificate_ttl":           secs(c.CertificateTTL),
-		"certificate_subject":       c.subject(name),
-		"key_rotation_period":       secs(c.KeyRotationPeriod),
-		"certificate_renew_before":  secs(c.CertificateRenewBefore),
-		"keep_archived_keys":        c.KeepArchivedKeys,
-		"deploy":                    c.Deploy,
-		"app_type":                  c.AppType,
-		"app_name":                  c.AppName,
-		"eca_oauth_settings_name":   c.ECAOAuthSettingsName,
-		"deploy_username":           c.DeployUsername,
-		"verify_username":           c.VerifyUsername,
-		"propagation_timeout":       secs(c.PropagationTimeout),
-		"api_version":               c.APIVersion,
-		"consumer_key_max_age":      secs(c.ConsumerKeyMaxAge),
-		"allow_community_login":     c.AllowCommunityLogin,
-		"allowed_roles":             globsOrAll(c.AllowedRoles),
-		"allowed_usernames":         globsOrAll(c.AllowedUsernames),
-		"allow_privileged_roles":    c.AllowPrivilegedRoles,
-		"created_at":                formatTime(c.CreatedAt),
-		"updated_at":                formatTime(c.UpdatedAt),
+		"consumer_key":               c.ConsumerKey,
+		"auth_flow":                  c.flow(),
+		"consumer_key_set_at":        formatTime(c.ConsumerKeySetAt),
+		"login_url":                  c.LoginURL,
+		"audience":                   c.audience(),
+		"allow_non_salesforce_host":  c.AllowNonSalesforceHost,
+		"ca_cert":                    c.CACert,
+		"key_type":                   c.KeyType,
+		"certificate_ttl":            secs(c.CertificateTTL),
+		"certificate_subject":        c.subject(name),
+		"key_rotation_period":        secs(c.KeyRotationPeriod),
+		"certificate_renew_before":   secs(c.CertificateRenewBefore),
+		"keep_archived_keys":         c.KeepArchivedKeys,
+		"deploy":                     c.Deploy,
+		"app_type":                   c.AppType,
+		"app_name":                   c.AppName,
+		"eca_oauth_settings_name":    c.ECAOAuthSettingsName,
+		"deploy_username":            c.DeployUsername,
+		"verify_username":            c.VerifyUsername,
+		"propagation_timeout":        secs(c.PropagationTimeout),
+		"api_version":                c.APIVersion,
+		"consumer_key_max_age":       secs(c.ConsumerKeyMaxAge),
+		"rotation_period":            secs(c.KeyRotationPeriod),
+		"rotation_schedule":          c.RotationSchedule,
+		"rotation_window":            secs(c.RotationWindow),
+		"disable_automated_rotation": c.DisableAutomatedRotation,
+		"allow_community_login":      c.AllowCommunityLogin,
+		"allowed_roles":              globsOrAll(c.AllowedRoles),
+		"allowed_usernames":          globsOrAll(c.AllowedUsernames),
+		"allow_privileged_roles":     c.AllowPrivilegedRoles,
+		"created_at":                 formatTime(c.CreatedAt),
+		"updated_at":                 formatTime(c.UpdatedAt),
 	}
 	resp := &logical.Response{Data: data}
 	if c.clientCredentials() {
@@ -596,6 +601,8 @@ func (b *backend) connectionResponse(name string, c *connectionEntry, ring *keyR
 	data["rotation_state"] = rot["state"]
 	data["rotation_last_error"] = rot["last_error"]
 	data["next_scheduled_rotation"] = rot["next_scheduled_rotation"]
+	data["next_vault_rotation"] = rot["next_scheduled_rotation"]
+	data["last_vault_rotation"] = formatTime(lastVaultRotation(ring))
 	for _, w := range b.connectionWarnings(c, ring) {
 		resp.AddWarning(w)
 	}
@@ -635,9 +642,7 @@ func (b *backend) connectionWarnings(c *connectionEntry, ring *keyRing) []string
 
 func (b *backend) pathConnectionDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
-	lock := b.connLock(name)
-	lock.Lock()
-	defer lock.Unlock()
+	defer b.lockConn(name)()
 	users, err := b.rolesUsing(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err

@@ -94,7 +94,9 @@ func (b *backend) rotationData(conn *connectionEntry, ring *keyRing) map[string]
 		"rollback_deploy_id":      st.RollbackID,
 		"deployed_at":             formatTime(st.DeployedAt),
 		"last_completed_at":       formatTime(st.LastCompletedAt),
-		"next_scheduled_rotation": formatTime(nextScheduled(conn, ring)),
+		"next_scheduled_rotation": formatTime(nextScheduled(conn, ring, b.now())),
+		"next_vault_rotation":     formatTime(nextScheduled(conn, ring, b.now())),
+		"last_vault_rotation":     formatTime(lastVaultRotation(ring)),
 	}
 }
 
@@ -207,7 +209,7 @@ certificate on the app again first; the same proof applies.
 
 // nextScheduled is when the next rotation starts by itself, as the schedule will start it (a
 // failure's backoff and a pending re-key included).
-func nextScheduled(conn *connectionEntry, ring *keyRing) time.Time {
-	at, _ := nextStartAt(conn, ring)
+func nextScheduled(conn *connectionEntry, ring *keyRing, now time.Time) time.Time {
+	at, _ := nextStartAt(conn, ring, now)
 	return at
 }

@@ -72,9 +72,7 @@ func (b *backend) rotate(ctx context.Context, s logical.Storage, name, trigger s
 			return nil, nil, err
 		}
 	}
-	lock := b.connLock(name)
-	lock.Lock()
-	defer lock.Unlock()
+	defer b.lockConn(name)()
 	if conn, ring, err = b.loadConnection(ctx, s, name); err != nil || conn == nil || ring == nil {
 		return nil, nil, err
 	}
@@ -218,7 +216,7 @@ func (b *backend) step(ctx context.Context, s logical.Storage, name string, conn
 			return err
 		}
 	}
-	if due, trigger := nextStartAt(conn, ring); !due.IsZero() && !due.After(b.now()) {
+	if due, trigger := nextStartAt(conn, ring, b.now()); !due.IsZero() && !due.After(b.now()) {
 		_, _, err := b.rotate(ctx, s, name, trigger, false)
 		return err
 	}
@@ -284,9 +282,7 @@ func (b *backend) rotationParams(ctx context.Context, s logical.Storage, name st
 // apply writes transition t to the stored ring under the connection lock, if the rotation is
 // still the one observed as st, and logs it once written.
 func (b *backend) apply(ctx context.Context, s logical.Storage, name string, st rotationState, t transition) error {
-	lock := b.connLock(name)
-	lock.Lock()
-	defer lock.Unlock()
+	defer b.lockConn(name)()
 	ring, err := getKeyRing(ctx, s, name)
 	if err != nil {
 		return err
@@ -348,9 +344,7 @@ func (b *backend) verifyUsername(ctx context.Context, s logical.Storage, name st
 // promoteProven makes version active once it is proven (or forced): the pending key, which ends
 // the rotation, or an archived key promoted back (rolling back to an older certificate).
 func (b *backend) promoteProven(ctx context.Context, s logical.Storage, name string, version int) error {
-	lock := b.connLock(name)
-	lock.Lock()
-	defer lock.Unlock()
+	defer b.lockConn(name)()
 	conn, ring, err := b.loadConnection(ctx, s, name)
 	if err != nil || conn == nil || ring == nil {
 		return err
@@ -386,9 +380,7 @@ func (b *backend) promoteProven(ctx context.Context, s logical.Storage, name str
 
 // enforceRetention destroys archived versions beyond keep_archived_keys, oldest first.
 func (b *backend) enforceRetention(ctx context.Context, s logical.Storage, name string, conn *connectionEntry) error {
-	lock := b.connLock(name)
-	lock.Lock()
-	defer lock.Unlock()
+	defer b.lockConn(name)()
 	ring, err := getKeyRing(ctx, s, name)
 	if err != nil || ring == nil || ring.Rotation.inFlight() {
 		return err // a rotation in flight may need an archived key to roll back to

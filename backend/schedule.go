@@ -153,42 +153,25 @@ func nextRotationWork(conn *connectionEntry, ring *keyRing, now time.Time) time.
 	if len(ring.archived()) > conn.KeepArchivedKeys {
 		return now
 	}
-	at, _ := nextStartAt(conn, ring)
+	at, _ := nextStartAt(conn, ring, now)
 	return at
 }
 
 // nextStartAt is when the next rotation should start, and why: at once when the active key is
 // bound to an origin the connection no longer names (a re-key), else when the schedule says;
 // after a failure, not before its backoff. Zero: never.
-func nextStartAt(conn *connectionEntry, ring *keyRing) (time.Time, string) {
+func nextStartAt(conn *connectionEntry, ring *keyRing, now time.Time) (time.Time, string) {
 	var at time.Time
 	trigger := triggerScheduled
 	if a := ring.active(); a != nil && !ring.boundToCurrent(a, conn) {
 		at, trigger = a.CreatedAt, triggerOriginChange
 	} else {
-		at = scheduledRotationAt(conn, ring)
+		at = scheduledRotationAt(conn, ring, now)
 	}
 	if !at.IsZero() && ring.Rotation.State == stateFailed {
 		at = laterOf(at, ring.Rotation.LastAttemptAt.Add(failureBackoff(ring.Rotation.Failures)))
 	}
 	return at, trigger
-}
-
-// scheduledRotationAt is when the active key is due for rotation: zero when rotation is off.
-func scheduledRotationAt(conn *connectionEntry, ring *keyRing) time.Time {
-	a := ring.active()
-	if !conn.rotationEnabled() || a == nil {
-		return time.Time{}
-	}
-	since := a.ActivatedAt
-	if since.IsZero() {
-		since = a.CreatedAt
-	}
-	due := since.Add(conn.KeyRotationPeriod)
-	if renew := a.NotAfter.Add(-conn.CertificateRenewBefore); renew.Before(due) {
-		due = renew
-	}
-	return due
 }
 
 func laterOf(a, b time.Time) time.Time {
