@@ -105,6 +105,7 @@ func newBackend() *backend {
 			// Specific patterns before generic ones: the first match wins.
 			pathKeys(b),
 			pathRotation(b),
+			pathCredentials(b),
 			pathConnections(b),
 			pathRoles(b),
 			pathCreds(b),

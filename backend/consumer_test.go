@@ -201,3 +201,24 @@ func TestClientCredentialsSecretFollowsNoRepoint(t *testing.T) {
 		}
 	}
 }
+
+// The credential table shows the version and never the secret.
+func TestCredentialVersionsTable(t *testing.T) {
+	e := newTestEnv(t)
+	cc := e.seed.CCApp
+	mustOK(t, e.write("connections/cc", e.ccConnection(map[string]any{"consumer_key": cc.ConsumerKey, "consumer_secret": cc.ConsumerSecret})))
+	e.createConnection("jwt", nil)
+	for name, hasSecret := range map[string]bool{"cc": true, "jwt": false} {
+		resp := mustOK(t, e.read("connections/"+name+"/credentials"))
+		versions := resp.Data["versions"].([]map[string]any)
+		if len(versions) != 1 || versions[0]["status"] != "active" || versions[0]["has_secret"] != hasSecret || versions[0]["created_at"] == "" {
+			t.Fatalf("%s: %v", name, resp.Data)
+		}
+		if strings.Contains(responseText(resp), cc.ConsumerSecret) {
+			t.Fatal("the table shows the secret")
+		}
+	}
+	if resp := e.read("connections/none/credentials"); resp != nil {
+		t.Fatalf("a missing connection: %v", resp)
+	}
+}
