@@ -78,10 +78,7 @@ FUZZ_TARGETS := backend/keyutil:FuzzParsePrivateKeyPEM backend/keyutil:FuzzParse
                 backend/salesforce:FuzzRewriteCertificate backend/salesforce:FuzzExtractRecord \
                 backend/salesforce:FuzzParseErrors
 fuzz:
-	@for t in $(FUZZ_TARGETS); do \
-	  pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$fn ($(FUZZTIME))"; \
-	  go test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg/ || exit 1; \
-	done
+	@FUZZTIME=$(FUZZTIME) scripts/fuzz.sh $(FUZZ_TARGETS)
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
