@@ -53,23 +53,34 @@ type keyRing struct {
 	// Origins are the origins keys are bound to, by id. Kept after their keys are destroyed:
 	// a lease minted there is still revoked there.
 	Origins map[string]*origin `json:"origins,omitempty"`
+	// LegacyOrigin is the origin the connection had when its origin first changed: where the
+	// leases of releases that recorded no origin were issued. Empty: the current origin.
+	LegacyOrigin string `json:"legacy_origin,omitempty"`
 }
 
 // bind records that v is made for conn's current origin.
 func (r *keyRing) bind(v *keyVersion, conn *connectionEntry) {
-	o := originOf(conn)
-	id := o.id()
+	v.BoundOrigin = r.keep(originOf(conn))
+}
+
+// keep records origin o in the ring and returns its id.
+func (r *keyRing) keep(o *origin) string {
 	if r.Origins == nil {
 		r.Origins = map[string]*origin{}
 	}
+	id := o.id()
 	r.Origins[id] = o
-	v.BoundOrigin = id
+	return id
 }
 
-// pinLegacy binds every version that predates origins to conn's current origin, so that a
-// change of the connection's origin cannot carry them along. It reports whether it changed r.
+// pinLegacy binds every version that predates origins, and the leases that recorded none, to
+// conn's current origin, so that a change of the connection's origin cannot carry them along.
+// It reports whether it changed r.
 func (r *keyRing) pinLegacy(conn *connectionEntry) bool {
 	changed := false
+	if r.LegacyOrigin == "" {
+		r.LegacyOrigin, changed = r.keep(originOf(conn)), true
+	}
 	for _, v := range r.Versions {
 		if v.BoundOrigin == "" {
 			r.bind(v, conn)

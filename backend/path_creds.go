@@ -198,7 +198,8 @@ func (b *backend) revokeToken(ctx context.Context, req *logical.Request, _ *fram
 }
 
 // revokeAt revokes a token at the origin originID of connection connName. Leases written
-// before origins were recorded (originID empty) are revoked at the active key's origin. When
+// before origins were recorded (originID empty) are revoked at the origin the connection had
+// then, which its ring pins at the first change of origin. When
 // the connection or the origin is gone the token cannot be revoked where it was issued: that is
 // an error, never a silent success.
 func (b *backend) revokeAt(ctx context.Context, s logical.Storage, connName, originID, token string) error {
@@ -209,8 +210,8 @@ func (b *backend) revokeAt(ctx context.Context, s logical.Storage, connName, ori
 	if snap == nil {
 		return &mintRefused{fmt.Sprintf("connection %q, which issued the token, no longer exists: it cannot be revoked at Salesforce and stays valid until its session times out; revoke it in Salesforce (Setup > Session Management) and force-revoke the lease", connName)}
 	}
-	if originID == "" && snap.active != nil {
-		originID = snap.active.originID
+	if originID == "" {
+		originID = snap.legacyOrigin
 	}
 	client, err := snap.revokeClient(b, originID)
 	if err != nil {

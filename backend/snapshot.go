@@ -53,6 +53,8 @@ type connSnapshot struct {
 	// origins are every origin the ring has bound a key to, by id: where a token minted with
 	// any of them is revoked.
 	origins map[string]*origin
+	// legacyOrigin is where leases that recorded no origin (older releases) were issued.
+	legacyOrigin string
 }
 
 // signingKey is one key version ready to sign, with the client of the origin it is bound to.
@@ -84,6 +86,7 @@ func (b *backend) buildSnapshot(ctx context.Context, s logical.Storage, name str
 	snap := &connSnapshot{name: name, entry: conn, origins: map[string]*origin{}}
 	current := originOf(conn)
 	snap.origins[current.id()] = current
+	snap.legacyOrigin = current.id()
 	if conn.clientCredentials() {
 		for id, o := range conn.PastOrigins {
 			snap.origins[id] = o
@@ -92,6 +95,9 @@ func (b *backend) buildSnapshot(ctx context.Context, s logical.Storage, name str
 	}
 	for id, o := range ring.Origins {
 		snap.origins[id] = o
+	}
+	if ring.LegacyOrigin != "" {
+		snap.legacyOrigin = ring.LegacyOrigin
 	}
 	for _, v := range []*keyVersion{ring.active(), ring.pending()} {
 		if v == nil {

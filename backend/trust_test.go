@@ -451,3 +451,29 @@ func TestInputIsCappedAndNeverEchoed(t *testing.T) {
 	}
 	mustErr(t, resp, "certificate_subject")
 }
+
+// A lease written by a release before origins were recorded (no origin_id) is revoked at the
+// origin the connection had then, even after a re-point whose new key became active: never at
+// the new host.
+func TestLegacyLeaseIsRevokedAtItsOriginalHost(t *testing.T) {
+	e := newTestEnv(t)
+	atk := newAttackerHost(t)
+	e.createConnection("prod", nil)
+	e.createRole("leased", "prod", map[string]any{"token_mode": "per_lease"})
+	lease := mustOK(t, e.read("creds/leased"))
+	delete(lease.Secret.InternalData, "origin_id") // as the previous release wrote it
+	mustOK(t, e.write("connections/prod", map[string]any{"login_url": atk.srv.URL, "ca_cert": atk.caPEM()}))
+	mustOK(t, e.write("connections/prod/promote", map[string]any{"force": true})) // the new key is active, at the new host
+	if err := e.revokeLease(lease); err != nil {
+		t.Fatalf("revoke: %v", err)
+	}
+	if e.emu.TokenActive(lease.Data["access_token"].(string)) {
+		t.Fatal("the legacy lease's token was not revoked at the org that issued it")
+	}
+	_, revoked := atk.seen()
+	for _, tok := range revoked {
+		if tok == lease.Data["access_token"] {
+			t.Fatal("the legacy lease's token was sent to the new host")
+		}
+	}
+}
