@@ -145,6 +145,7 @@ type outcome struct {
 	kind     outcomeKind
 	deployID string
 	detail   string
+	verifier string // the user a probe proved the key as
 	err      error
 }
 
@@ -161,7 +162,6 @@ const (
 type rotationParams struct {
 	connection         string
 	appName            string
-	verifier           string // who proves the key
 	activeVersion      int
 	propagationTimeout time.Duration
 }
@@ -264,7 +264,7 @@ func (st rotationState) afterProbe(o outcome, p rotationParams, now time.Time) t
 	case outNoVerifier:
 		return st.retryLater(errors.New("cannot prove the pending key: set verify_username on the connection or create a role for it (or promote with force=true)"), now)
 	case outTransient, outRefused:
-		return st.retryLater(fmt.Errorf("proving the pending key as %s: %s", p.verifier, errText(o.err)), now)
+		return st.retryLater(fmt.Errorf("proving the pending key as %s: %s", o.verifier, errText(o.err)), now)
 	case outKeyRefused:
 	default:
 		return transition{state: st} // not an outcome of a probe: nothing changes

@@ -15,7 +15,7 @@ import (
 // pure, so the table is the specification.
 func TestRotationTransitions(t *testing.T) {
 	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
-	p := rotationParams{connection: "prod", appName: "Vault_JWT", verifier: "v@x.com", activeVersion: 1, propagationTimeout: 15 * time.Minute}
+	p := rotationParams{connection: "prod", appName: "Vault_JWT", activeVersion: 1, propagationTimeout: 15 * time.Minute}
 	fresh := now.Add(-time.Minute)    // started or deployed a minute ago
 	expired := now.Add(-time.Hour)    // past propagation_timeout
 	transientErr := errors.New("503") // the outcome's error, when it has one
@@ -42,7 +42,9 @@ func TestRotationTransitions(t *testing.T) {
 	promoting := rotationState{State: statePromoting, StartedAt: fresh, PendingVersion: 2, Failures: 2}
 	idle := rotationState{State: stateIdle}
 
-	out := func(k outcomeKind) outcome { return outcome{kind: k, err: transientErr, detail: "InProgress"} }
+	out := func(k outcomeKind) outcome {
+		return outcome{kind: k, err: transientErr, detail: "InProgress", verifier: "v@x.com"}
+	}
 	rows := map[string]row{
 		"deploying/started":          {from: deploying, out: outcome{kind: outDeployStarted, deployID: "0Af9"}, state: stateDeploying},
 		"deploying/running":          {from: deployed, out: out(outDeployRunning), state: stateDeploying},

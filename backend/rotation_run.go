@@ -209,7 +209,7 @@ func (b *backend) step(ctx context.Context, s logical.Storage, name string, conn
 	st := ring.Rotation
 	if st.inFlight() || (st.State == stateFailed && ring.pending() != nil) {
 		o := b.perform(ctx, s, name, conn, ring, d)
-		return b.apply(ctx, s, name, st, st.next(o, b.rotationParams(ctx, s, name, conn, ring), b.now().UTC()))
+		return b.apply(ctx, s, name, st, st.next(o, paramsOf(name, conn, ring), b.now().UTC()))
 	}
 	if len(ring.archived()) > conn.KeepArchivedKeys {
 		if err := b.enforceRetention(ctx, s, name, conn); err != nil {
@@ -263,19 +263,18 @@ func (b *backend) probe(ctx context.Context, s logical.Storage, name string, con
 	switch {
 	case err == nil:
 		b.revokeQuietly(ctx, name, k.client, tok.AccessToken)
-		return outcome{kind: outAccepted}
+		return outcome{kind: outAccepted, verifier: username}
 	case salesforce.KeyRefused(err):
-		return outcome{kind: outKeyRefused, err: err}
+		return outcome{kind: outKeyRefused, err: err, verifier: username}
 	}
-	return outcome{kind: outTransient, err: err}
+	return outcome{kind: outTransient, err: err, verifier: username}
 }
 
-func (b *backend) rotationParams(ctx context.Context, s logical.Storage, name string, conn *connectionEntry, ring *keyRing) rotationParams {
+func paramsOf(name string, conn *connectionEntry, ring *keyRing) rotationParams {
 	p := rotationParams{connection: name, appName: conn.AppName, propagationTimeout: conn.PropagationTimeout}
 	if a := ring.active(); a != nil {
 		p.activeVersion = a.Version
 	}
-	p.verifier, _ = b.verifyUsername(ctx, s, name, conn)
 	return p
 }
 
