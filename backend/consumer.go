@@ -119,7 +119,7 @@ func (b *backend) mintClientCredentials(ctx context.Context, s logical.Storage, 
 		b.Logger().Warn("token request failed", "role", roleName, "connection", role.Connection, "flow", authFlowClientCredentials, "error", err)
 		return nil, err
 	}
-	username, err := b.runAsUser(ctx, cc.client, tok)
+	username, err := b.runAsUser(ctx, cc, tok)
 	if err == nil {
 		if ferr := snap.entry.allowsRole(roleName, username); ferr != nil {
 			err = &mintRefused{fmt.Sprintf("role %q may not mint on connection %q: the app's run-as user %s", roleName, role.Connection, ferr)}
@@ -136,13 +136,16 @@ func (b *backend) mintClientCredentials(ctx context.Context, s logical.Storage, 
 		issuedAt: now, expiresAt: now.Add(role.SessionTimeout)}, nil
 }
 
-func (b *backend) runAsUser(ctx context.Context, client *salesforce.Client, tok *salesforce.Token) (string, error) {
-	if u, ok := b.idents.m.Load(tok.ID); ok {
+// runAsUser is the username of tok's identity URL, cached per origin and URL: a host's answer
+// is never reused for a token from another host that names the same URL.
+func (b *backend) runAsUser(ctx context.Context, cc *consumerPair, tok *salesforce.Token) (string, error) {
+	key := cc.originID + "\x00" + tok.ID
+	if u, ok := b.idents.m.Load(key); ok {
 		return u.(string), nil
 	}
-	u, err := client.Username(ctx, tok)
+	u, err := cc.client.Username(ctx, tok)
 	if err == nil {
-		b.idents.m.Store(tok.ID, u)
+		b.idents.m.Store(key, u)
 	}
 	return u, err
 }

@@ -2,6 +2,10 @@ package backend
 
 import (
 	"context"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -220,5 +224,33 @@ func TestCredentialVersionsTable(t *testing.T) {
 	}
 	if resp := e.read("connections/none/credentials"); resp != nil {
 		t.Fatalf("a missing connection: %v", resp)
+	}
+}
+
+// The run-as user read for one origin is never reused for a token from another host that names
+// the same identity URL: that host's token is checked on its own (and here refused, its
+// identity URL not being on its host).
+func TestRunAsUserIsNotTakenFromAnotherOrigin(t *testing.T) {
+	e := newTestEnv(t)
+	cc := e.seed.CCApp
+	mustOK(t, e.write("connections/cc", e.ccConnection(map[string]any{"consumer_key": cc.ConsumerKey, "consumer_secret": cc.ConsumerSecret})))
+	mustOK(t, e.write("roles/real", map[string]any{"connection": "cc", "token_mode": "per_lease"}))
+	real := mustOK(t, e.read("creds/real"))
+	idURL := real.Data["id"].(string)
+
+	other := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/services/oauth2/token" {
+			_, _ = fmt.Fprintf(w, `{"access_token":"other-token","instance_url":"https://%s","id":%q,"token_type":"Bearer"}`, r.Host, idURL)
+		}
+	}))
+	t.Cleanup(other.Close)
+	ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: other.Certificate().Raw}))
+	mustOK(t, e.write("connections/other", map[string]any{"auth_flow": "client_credentials", "consumer_key": "3MVGother", "consumer_secret": "other-secret",
+		"login_url": other.URL, "allow_non_salesforce_host": true, "ca_cert": ca, "allowed_usernames": e.seed.RunAs.Username}))
+	mustOK(t, e.write("roles/other", map[string]any{"connection": "other", "token_mode": "per_lease"}))
+	resp, err := e.do(logical.ReadOperation, "creds/other", nil)
+	if err == nil && !resp.IsError() {
+		t.Fatalf("a token from another host was taken to act for %v, the user cached for the real org", resp.Data["username"])
 	}
 }
