@@ -76,7 +76,7 @@ type connectionEntry struct {
 	// PastOrigins are the origins a client-credentials connection's tokens may have been
 	// issued at before its login_url last changed: their leases are revoked there. (A JWT
 	// connection keeps them in its key ring.)
-	PastOrigins map[string]*origin `json:"past_origins,omitempty"`
+	PastOrigins []*origin `json:"past_origins,omitempty"` // newest first
 	// Scoping: which roles may use the connection and for whom. Nil lists (entries written
 	// before scoping existed) allow every name, as the contract's default ["*"] does.
 	AllowedRoles         []string  `json:"allowed_roles,omitempty"`

@@ -169,14 +169,9 @@ func (b *backend) keysOnly(h framework.OperationFunc) framework.OperationFunc {
 // revocation: leases live at most a day, and login_url changes are rare.
 const maxPastOrigins = 8
 
-// rememberOrigin records o as an origin tokens of this connection were issued at.
+// rememberOrigin records o as the newest origin tokens of this connection were issued at,
+// keeping the maxPastOrigins most recent.
 func (c *connectionEntry) rememberOrigin(o *origin) {
-	past := map[string]*origin{o.id(): o}
-	for id, p := range c.PastOrigins {
-		if len(past) >= maxPastOrigins {
-			break
-		}
-		past[id] = p
-	}
-	c.PastOrigins = past
+	past := append([]*origin{o}, c.PastOrigins...)
+	c.PastOrigins = past[:min(len(past), maxPastOrigins)]
 }

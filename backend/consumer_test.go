@@ -254,3 +254,15 @@ func TestRunAsUserIsNotTakenFromAnotherOrigin(t *testing.T) {
 		t.Fatalf("a token from another host was taken to act for %v, the user cached for the real org", resp.Data["username"])
 	}
 }
+
+// Past origins are kept newest first, the oldest dropped beyond maxPastOrigins.
+func TestPastOriginsKeepTheNewest(t *testing.T) {
+	c := &connectionEntry{}
+	for i := 0; i < maxPastOrigins+3; i++ {
+		c.rememberOrigin(&origin{LoginURL: fmt.Sprintf("https://o%d.my.salesforce.com", i)})
+	}
+	if len(c.PastOrigins) != maxPastOrigins || c.PastOrigins[0].LoginURL != fmt.Sprintf("https://o%d.my.salesforce.com", maxPastOrigins+2) ||
+		c.PastOrigins[maxPastOrigins-1].LoginURL != "https://o3.my.salesforce.com" {
+		t.Fatalf("kept %d, newest %s, oldest %s", len(c.PastOrigins), c.PastOrigins[0].LoginURL, c.PastOrigins[len(c.PastOrigins)-1].LoginURL)
+	}
+}

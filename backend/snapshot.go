@@ -88,8 +88,8 @@ func (b *backend) buildSnapshot(ctx context.Context, s logical.Storage, name str
 	snap.origins[current.id()] = current
 	snap.legacyOrigin = current.id()
 	if conn.clientCredentials() {
-		for id, o := range conn.PastOrigins {
-			snap.origins[id] = o
+		for _, o := range conn.PastOrigins {
+			snap.origins[o.id()] = o
 		}
 		return snap, b.loadConsumerPair(ctx, s, snap, current)
 	}
