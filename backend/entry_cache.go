@@ -6,8 +6,8 @@ import "sync"
 // callers must not modify them (writers read their own copy from storage).
 //
 // A reader that misses reads storage and then fills the cache. A write that lands in between
-// must win, or the cache would keep the old entry until the next write. So every change (set,
-// drop, clear) bumps a generation, a reader takes a ticket before it reads storage, and its
+// must win, or the cache would keep the old entry until the next write. So every change (drop,
+// clear) bumps a generation, a reader takes a ticket before it reads storage, and its
 // fill is kept only if nothing changed since. The generation is one for the whole cache, not
 // per name: writes are rare (configuration, rotation steps), and a fill lost to another name's
 // write costs one more storage read later, while a counter per name would cost memory for
@@ -46,14 +46,6 @@ func (c *entryCache[T]) fill(name string, t fillTicket, v T) {
 	if uint64(t) == c.gen {
 		c.m[name] = v
 	}
-}
-
-// set caches the value just written, replacing any fill in flight.
-func (c *entryCache[T]) set(name string, v T) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.gen++
-	c.m[name] = v
 }
 
 // drop forgets a name after a write or delete; the next read goes to storage.

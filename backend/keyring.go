@@ -206,16 +206,7 @@ func getKeyMaterial(ctx context.Context, s logical.Storage, conn string, version
 
 // deleteAllKeyMaterial erases every stored private key of a connection.
 func deleteAllKeyMaterial(ctx context.Context, s logical.Storage, conn string) error {
-	versions, err := s.List(ctx, keysPrefix+conn+"/")
-	if err != nil {
-		return err
-	}
-	for _, v := range versions {
-		if err := s.Delete(ctx, keysPrefix+conn+"/"+v); err != nil {
-			return err
-		}
-	}
-	return nil
+	return deleteAll(ctx, s, keysPrefix+conn+"/")
 }
 
 // keySource is what a new key version is made from.
