@@ -389,15 +389,7 @@ func TestPolicies(t *testing.T) {
 		}
 		rules := parsePolicy(t, "operator.hcl")
 		checkNeverMints(t, "operator.hcl", rules)
-		for _, r := range rules {
-			if strings.HasPrefix(r.path, "salesforce/connections/") {
-				for _, c := range r.caps {
-					if c != "read" && c != "list" {
-						t.Errorf("operator.hcl: %q grants %q: connections (login_url, keys) are the connection admin's", r.path, c)
-					}
-				}
-			}
-		}
+		checkReadOnlyUnder(t, "operator.hcl", rules, "salesforce/connections/", "connections (login_url, keys) are the connection admin's")
 		requireGrants(t, "operator.hcl", rules, want)
 	})
 	t.Run("connection admin manages connections and keys, only reads roles, never mints", func(t *testing.T) {
@@ -411,20 +403,27 @@ func TestPolicies(t *testing.T) {
 		}
 		rules := parsePolicy(t, "connection-admin.hcl")
 		checkNeverMints(t, "connection-admin.hcl", rules)
-		for _, r := range rules {
-			if strings.HasPrefix(r.path, "salesforce/roles/") {
-				for _, c := range r.caps {
-					if c != "read" && c != "list" {
-						t.Errorf("connection-admin.hcl: %q grants %q: roles are the operator's", r.path, c)
-					}
-				}
-			}
-		}
+		checkReadOnlyUnder(t, "connection-admin.hcl", rules, "salesforce/roles/", "roles are the operator's")
 		requireGrants(t, "connection-admin.hcl", rules, want)
 	})
 }
 
 // checkNeverMints fails unless every creds/ rule of a policy is a deny, and no rule grants sudo.
+// checkReadOnlyUnder fails for any rule under prefix that grants more than read and list.
+func checkReadOnlyUnder(t *testing.T, file string, rules []policyRule, prefix, why string) {
+	t.Helper()
+	for _, r := range rules {
+		if !strings.HasPrefix(r.path, prefix) {
+			continue
+		}
+		for _, c := range r.caps {
+			if c != "read" && c != "list" {
+				t.Errorf("%s: %q grants %q: %s", file, r.path, c, why)
+			}
+		}
+	}
+}
+
 func checkNeverMints(t *testing.T, name string, rules []policyRule) {
 	t.Helper()
 	deniesCreds := false

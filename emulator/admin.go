@@ -43,9 +43,8 @@ func (e *Emulator) adminRoutes(mux *http.ServeMux) {
 		if !readAdminJSON(w, r, &body) {
 			return
 		}
-		key := r.PathValue("key")
-		if _, ok := e.AppByConsumerKey(key); !ok {
-			adminError(w, http.StatusNotFound, "unknown consumer key")
+		key, ok := e.adminAppKey(w, r)
+		if !ok {
 			return
 		}
 		if err := e.SetAppCertificate(key, body.Certificate); err != nil {
@@ -63,9 +62,8 @@ func (e *Emulator) adminRoutes(mux *http.ServeMux) {
 		if !readAdminJSON(w, r, &body) {
 			return
 		}
-		key := r.PathValue("key")
-		if _, ok := e.AppByConsumerKey(key); !ok {
-			adminError(w, http.StatusNotFound, "unknown consumer key")
+		key, ok := e.adminAppKey(w, r)
+		if !ok {
 			return
 		}
 		a, err := e.SetClientCredentials(key, body.Enabled, body.RunAsUsername)
@@ -173,6 +171,17 @@ func (e *Emulator) writeAppView(w http.ResponseWriter, a App) {
 	view["accepted_certificates"] = e.AcceptedCertificates(a.ConsumerKey)
 	view["accepted_consumer_keys"] = e.AcceptedConsumerKeys(a.ConsumerKey)
 	writeJSON(w, http.StatusOK, view)
+}
+
+// adminAppKey is the {key} of an app route, or false once a 404 has been written for a key no
+// app has.
+func (e *Emulator) adminAppKey(w http.ResponseWriter, r *http.Request) (string, bool) {
+	key := r.PathValue("key")
+	if _, ok := e.AppByConsumerKey(key); !ok {
+		adminError(w, http.StatusNotFound, "unknown consumer key")
+		return "", false
+	}
+	return key, true
 }
 
 func readAdminJSON(w http.ResponseWriter, r *http.Request, v any) bool {
