@@ -52,6 +52,8 @@ type backend struct {
 	usage      *usageLog     // role usage not yet written, and its flusher
 	rotor      *rotationRuns // connections whose rotation is being driven right now
 	sched      *schedule     // when each connection next needs rotation work
+	metrics    *metrics      // this mount's Prometheus metrics (metrics.go)
+	events     *eventLog     // this mount's Vault events (events.go)
 
 	now func() time.Time
 	// retry bounds every Salesforce call; tests shorten it.
@@ -94,6 +96,8 @@ func newBackend() *backend {
 		now:        time.Now,
 		retry:      salesforce.DefaultRetry(),
 	}
+	b.metrics = newMetrics(func() time.Time { return b.now() })
+	b.events = newEventLog(b)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -110,6 +114,7 @@ func newBackend() *backend {
 			pathRoles(b),
 			pathCreds(b),
 			[]*framework.Path{pathInfo(b)},
+			[]*framework.Path{pathMetrics(b)},
 		),
 		Secrets:        []*framework.Secret{secretToken(b)},
 		PeriodicFunc:   b.periodic,
@@ -130,6 +135,7 @@ func (b *backend) clean(context.Context) {
 	b.cancel()
 	b.wg.Wait()
 	b.usage.wait()
+	b.events.wait()
 	b.roles.clear()
 	b.snaps.clear()
 	b.tokens.clear()

@@ -131,6 +131,7 @@ func (b *backend) mintClientCredentials(ctx context.Context, s logical.Storage, 
 		return nil, err
 	}
 	b.recordMinted(s, roleName, 0, now)
+	b.metrics.login(role.Connection, username) // the run-as user's login; a refused one names no user
 	b.Logger().Debug("minted token", "role", roleName, "connection", role.Connection, "flow", authFlowClientCredentials, "username", username)
 	return &mintedToken{token: *tok, username: username, roleUser: role.Username, connection: role.Connection, originID: cc.originID, client: cc.client,
 		issuedAt: now, expiresAt: now.Add(role.SessionTimeout)}, nil

@@ -100,20 +100,7 @@ func TestPrivateKeysNeverLeak(t *testing.T) {
 	e.read("creds/cc")
 	_ = e.revokeLease(ccLease)
 
-	// Gather every private key the ring ever held, from storage.
-	var keys []*rsa.PrivateKey
-	versions, _ := e.storage.List(context.Background(), "keys/prod/")
-	for _, v := range versions {
-		var m keyMaterial
-		if _, err := getJSON(context.Background(), e.storage, "keys/prod/"+v, &m); err != nil {
-			t.Fatal(err)
-		}
-		k, err := x509.ParsePKCS8PrivateKey(m.PrivateKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys = append(keys, k.(*rsa.PrivateKey))
-	}
+	keys := storedKeys(t, e, "prod")
 	if len(keys) < 3 {
 		t.Fatalf("expected at least 3 keys in the ring, found %d", len(keys))
 	}
@@ -144,4 +131,23 @@ func TestPrivateKeysNeverLeak(t *testing.T) {
 			t.Fatal("an access token was written to the log")
 		}
 	}
+}
+
+// storedKeys is every private key connection conn's ring holds in storage.
+func storedKeys(t *testing.T, e *testEnv, conn string) []*rsa.PrivateKey {
+	t.Helper()
+	var keys []*rsa.PrivateKey
+	versions, _ := e.storage.List(context.Background(), "keys/"+conn+"/")
+	for _, v := range versions {
+		var m keyMaterial
+		if _, err := getJSON(context.Background(), e.storage, "keys/"+conn+"/"+v, &m); err != nil {
+			t.Fatal(err)
+		}
+		k, err := x509.ParsePKCS8PrivateKey(m.PrivateKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k.(*rsa.PrivateKey))
+	}
+	return keys
 }

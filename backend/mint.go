@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -17,7 +18,9 @@ import (
 // and a pending key is in flight, it tries the pending key and, if Salesforce accepts it,
 // promotes it: an operator who uploaded the new certificate early loses no reads.
 // snap is the role's connection as connectionFor returned it (scope checked).
-func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, role *roleEntry, snap *connSnapshot) (*mintedToken, error) {
+func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, role *roleEntry, snap *connSnapshot) (t *mintedToken, err error) {
+	start := time.Now() // the real clock: latency, not the backend's (faked) time
+	defer func() { b.recordMint(role.Connection, roleName, snap.entry.flow(), start, err) }()
 	if snap.entry.clientCredentials() {
 		return b.mintClientCredentials(ctx, s, roleName, role, snap)
 	}

@@ -35,6 +35,7 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 	}
 	snap, err := b.connectionFor(ctx, req.Storage, name, role)
 	if err != nil {
+		b.metrics.mintRefusedEarly(role.Connection, name, err)
 		return mintErrorResponse(err)
 	}
 	if role.TokenMode == tokenModePerLease {
@@ -68,8 +69,10 @@ func (b *backend) connectionFor(ctx context.Context, s logical.Storage, name str
 // left. Concurrent readers of a cold role share one token request.
 func (b *backend) sharedToken(ctx context.Context, s logical.Storage, name string, role *roleEntry, snap *connSnapshot) (*mintedToken, error) {
 	if t := b.tokens.fresh(name, role, b.now()); t != nil {
+		b.metrics.cacheLookup(role.Connection, name, true)
 		return t, nil
 	}
+	b.metrics.cacheLookup(role.Connection, name, false)
 	gen := b.tokens.generation(name)
 	ch := b.tokens.flight.DoChan(flightKey(name, role, gen), func() (any, error) {
 		if t := b.tokens.fresh(name, role, b.now()); t != nil {

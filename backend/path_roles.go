@@ -220,6 +220,7 @@ func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 		return nil, err
 	}
 	b.forgetUsage(name)
+	b.metrics.forgetRole(name)
 	b.roles.drop(name)
 	// A shared token is not revoked on delete: readers may still hold it. reset does that.
 	b.tokens.drop(name)

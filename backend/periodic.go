@@ -20,6 +20,7 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 			return err
 		}
 	}
+	b.events.checkCertificates(b.now())
 	due := b.sched.due(b.now())
 	if len(due) == 0 {
 		return nil

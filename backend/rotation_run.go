@@ -119,6 +119,8 @@ func (b *backend) startRotation(ctx context.Context, s logical.Storage, name str
 		return err
 	}
 	b.Logger().Info("key rotation started", "connection", name, "trigger", trigger, "pending_version", pending.Version, "state", ring.Rotation.State)
+	b.metrics.rotation(keyRotation(name), ring.Rotation.State)
+	b.events.rotationStarted(keyRotation(name), rotationDataPath(name), trigger, pending.Version, ring.Rotation.PreviousVersion)
 	return nil
 }
 
@@ -305,6 +307,7 @@ func (b *backend) apply(ctx context.Context, s logical.Storage, name string, st 
 	if err := b.putKeyRing(ctx, s, name, ring); err != nil {
 		return err
 	}
+	b.noteKeyTransition(name, st, t, ring)
 	if t.log != "" {
 		args := []any{"connection", name, "state", t.state.State, "pending_version", st.PendingVersion}
 		if t.state.DeployID != "" {
@@ -351,6 +354,8 @@ func (b *backend) promoteProven(ctx context.Context, s logical.Storage, name str
 	v := ring.version(version)
 	now := b.now().UTC()
 	msg := "promoted the proven pending key: key rotation complete"
+	previous := activeVersion(ring)
+	completed := false // a rotation ended here, not an archived key promoted back
 	switch {
 	case v == nil || v.Status == statusActive:
 		return nil // gone, or already promoted
@@ -363,6 +368,7 @@ func (b *backend) promoteProven(ctx context.Context, s logical.Storage, name str
 	case v.Status == statusPending:
 		ring.activate(v, now)
 		ring.Rotation = rotationState{State: stateIdle, LastCompletedAt: now}
+		completed = true
 	case v.Status == statusArchived && !ring.Rotation.inFlight():
 		ring.activate(v, now)
 		msg = "promoted an archived key back to active"
@@ -371,6 +377,9 @@ func (b *backend) promoteProven(ctx context.Context, s logical.Storage, name str
 	}
 	if err := b.putKeyRing(ctx, s, name, ring); err != nil {
 		return err
+	}
+	if completed {
+		b.events.rotationCompleted(keyRotation(name), rotationDataPath(name), version, previous)
 	}
 	b.Logger().Info(msg, "connection", name, "key_version", version)
 	b.scheduleConnection(name, conn, ring)

@@ -124,6 +124,7 @@ func (b *backend) loadSchedule(ctx context.Context, s logical.Storage) error {
 }
 
 func (b *backend) scheduleConnection(name string, conn *connectionEntry, ring *keyRing) {
+	b.metrics.keyRing(name, conn, ring, b.now())
 	if conn == nil || ring == nil {
 		b.sched.set(name, time.Time{})
 		return
@@ -131,7 +132,11 @@ func (b *backend) scheduleConnection(name string, conn *connectionEntry, ring *k
 	b.sched.set(name, nextRotationWork(conn, ring, b.now()))
 }
 
-func (b *backend) unscheduleConnection(name string) { b.sched.set(name, time.Time{}) }
+func (b *backend) unscheduleConnection(name string) {
+	b.sched.set(name, time.Time{})
+	b.metrics.forgetConnection(name)
+	b.events.forgetConnection(name)
+}
 
 // nextRotationWork is when the connection next needs the periodic func: zero for never.
 func nextRotationWork(conn *connectionEntry, ring *keyRing, now time.Time) time.Time {

@@ -177,6 +177,7 @@ func (s *connSnapshot) requestToken(ctx context.Context, b *backend, k *signingK
 	if err != nil {
 		return nil, fmt.Errorf("signing the assertion: %w", err)
 	}
+	b.metrics.login(s.name, username) // every JWT bearer request is a login for username
 	return k.client.RequestToken(ctx, assertion)
 }
 

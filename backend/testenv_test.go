@@ -44,6 +44,7 @@ type testEnv struct {
 	seed    emulator.DemoSeed
 	clock   *testclock.Clock // shared by the backend and the emulator
 	logs    *syncBuffer
+	events  *logical.MockEventSender // what the backend sent to Vault's event bus
 	// responses records every response and error the backend gave, for the leak scan.
 	mu        sync.Mutex
 	responses []string
@@ -73,6 +74,8 @@ func newTestEnv(t testing.TB, opts ...envOption) *testEnv {
 	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Trace, JSONFormat: true})
 	storage := &logical.InmemStorage{}
 	conf.StorageView = storage
+	events := logical.NewMockEventSender()
+	conf.EventsSender = events
 	b := newBackend()
 	b.now = clock.Now
 	b.retry = salesforce.RetryPolicy{Attempts: 3, BaseDelay: 5 * time.Millisecond, MaxDelay: 20 * time.Millisecond,
@@ -85,7 +88,7 @@ func newTestEnv(t testing.TB, opts ...envOption) *testEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Cleanup(context.Background()) })
-	return &testEnv{t: t, b: b, storage: storage, sys: sys, emu: emu, seed: emu.SeedDemo(), clock: clock, logs: logs}
+	return &testEnv{t: t, b: b, storage: storage, sys: sys, emu: emu, seed: emu.SeedDemo(), clock: clock, logs: logs, events: events}
 }
 
 func (e *testEnv) do(op logical.Operation, path string, data map[string]any) (*logical.Response, error) {
