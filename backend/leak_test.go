@@ -106,8 +106,15 @@ func TestPrivateKeysNeverLeak(t *testing.T) {
 	}
 	keys = append(keys, imported)
 
+	// The metrics and the events' metadata are outputs too.
+	outputs := []string{e.scrapeText()}
+	for _, ev := range e.sentEvents() {
+		for k, v := range ev.md {
+			outputs = append(outputs, k+"="+v)
+		}
+	}
 	e.mu.Lock()
-	haystacks := append([]string{e.logs.String()}, e.responses...)
+	haystacks := append(append([]string{e.logs.String()}, e.responses...), outputs...)
 	e.mu.Unlock()
 	all := strings.Join(haystacks, "\n")
 	if len(e.responses) < 15 {
@@ -127,6 +134,9 @@ func TestPrivateKeysNeverLeak(t *testing.T) {
 		}
 	}
 	for _, tok := range tokens {
+		if out := strings.Join(outputs, "\n"); strings.Contains(out, tok) || strings.Contains(out, tok[16:]) {
+			t.Fatal("an access token appears in the metrics or an event")
+		}
 		if strings.Contains(e.logs.String(), tok) || strings.Contains(e.logs.String(), tok[16:]) {
 			t.Fatal("an access token was written to the log")
 		}
