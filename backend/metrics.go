@@ -76,9 +76,8 @@ type metrics struct {
 	cache            *prometheus.CounterVec
 	rotationFailures *prometheus.CounterVec
 
-	// cacheCounters holds the resolved hit/miss counters per role, so that a cache hit costs
-	// one map load and one atomic add, not a label hash.
-	cacheCounters sync.Map // roleRef -> *cacheCounters
+	// cacheByRole holds the resolved hit/miss counters per role: no label hash per read.
+	cacheByRole sync.Map // roleRef -> *cacheCounters
 
 	// logins are the per-user login windows, by loginRef.
 	logins sync.Map
@@ -148,22 +147,18 @@ func (m *metrics) mintRefusedEarly(connection, role string, err error) {
 	m.minted.WithLabelValues(connection, role, result, code).Inc()
 }
 
-// cacheLookup records whether a shared-mode read was served from the cache.
-func (m *metrics) cacheLookup(connection, role string, hit bool) {
+// cacheCounters are the hit and miss counters of a shared-mode role. A miss increments its
+// own; the hit counter is kept on the cached token, so a hit is one atomic add.
+func (m *metrics) cacheCounters(connection, role string) *cacheCounters {
 	ref := roleRef{connection, role}
-	v, ok := m.cacheCounters.Load(ref)
+	v, ok := m.cacheByRole.Load(ref)
 	if !ok {
-		v, _ = m.cacheCounters.LoadOrStore(ref, &cacheCounters{
+		v, _ = m.cacheByRole.LoadOrStore(ref, &cacheCounters{
 			hit:  m.cache.WithLabelValues(connection, role, "hit"),
 			miss: m.cache.WithLabelValues(connection, role, "miss"),
 		})
 	}
-	c := v.(*cacheCounters)
-	if hit {
-		c.hit.Inc()
-	} else {
-		c.miss.Inc()
-	}
+	return v.(*cacheCounters)
 }
 
 // login records one token request for username at Salesforce.
@@ -255,9 +250,9 @@ func (m *metrics) forgetConnection(name string) {
 	for _, v := range []*prometheus.MetricVec{m.minted.MetricVec, m.mintDuration.MetricVec, m.cache.MetricVec, m.rotationFailures.MetricVec} {
 		v.DeletePartialMatch(byConn)
 	}
-	m.cacheCounters.Range(func(k, _ any) bool {
+	m.cacheByRole.Range(func(k, _ any) bool {
 		if k.(roleRef).connection == name {
-			m.cacheCounters.Delete(k)
+			m.cacheByRole.Delete(k)
 		}
 		return true
 	})
@@ -274,9 +269,9 @@ func (m *metrics) forgetRole(role string) {
 	byRole := prometheus.Labels{"role": role}
 	m.minted.DeletePartialMatch(byRole)
 	m.cache.DeletePartialMatch(byRole)
-	m.cacheCounters.Range(func(k, _ any) bool {
+	m.cacheByRole.Range(func(k, _ any) bool {
 		if k.(roleRef).role == role {
-			m.cacheCounters.Delete(k)
+			m.cacheByRole.Delete(k)
 		}
 		return true
 	})

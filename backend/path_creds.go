@@ -69,10 +69,10 @@ func (b *backend) connectionFor(ctx context.Context, s logical.Storage, name str
 // left. Concurrent readers of a cold role share one token request.
 func (b *backend) sharedToken(ctx context.Context, s logical.Storage, name string, role *roleEntry, snap *connSnapshot) (*mintedToken, error) {
 	if t := b.tokens.fresh(name, role, b.now()); t != nil {
-		b.metrics.cacheLookup(role.Connection, name, true)
+		t.cacheHits.Inc() // resolved when the token was cached: the hit path does no lookup
 		return t, nil
 	}
-	b.metrics.cacheLookup(role.Connection, name, false)
+	b.metrics.cacheCounters(role.Connection, name).miss.Inc()
 	gen := b.tokens.generation(name)
 	ch := b.tokens.flight.DoChan(flightKey(name, role, gen), func() (any, error) {
 		if t := b.tokens.fresh(name, role, b.now()); t != nil {
@@ -86,6 +86,7 @@ func (b *backend) sharedToken(ctx context.Context, s logical.Storage, name strin
 		if err != nil {
 			return nil, err
 		}
+		t.cacheHits = b.metrics.cacheCounters(role.Connection, name).hit
 		b.tokens.storeIf(name, gen, t)
 		return t, nil
 	})

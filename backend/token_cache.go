@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/backend/salesforce"
@@ -25,6 +26,8 @@ type mintedToken struct {
 	client    *salesforce.Client
 	issuedAt  time.Time
 	expiresAt time.Time
+	// cacheHits counts the reads a shared token serves from the cache (set before it is cached).
+	cacheHits prometheus.Counter
 }
 
 // flightKey joins concurrent cold reads of a role into one mint, but only readers of the same

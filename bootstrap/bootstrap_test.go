@@ -377,6 +377,16 @@ func TestPolicies(t *testing.T) {
 			t.Error("auditor.hcl: should deny salesforce/creds/*")
 		}
 	})
+	t.Run("metrics reads the metrics path only, and never mints", func(t *testing.T) {
+		rules := parsePolicy(t, "metrics.hcl")
+		checkNeverMints(t, "metrics.hcl", rules)
+		for _, r := range rules {
+			if r.path != "salesforce/metrics" && !slices.Equal(r.caps, []string{"deny"}) {
+				t.Errorf("metrics.hcl: %q grants %v; the scraper needs read on salesforce/metrics only", r.path, r.caps)
+			}
+		}
+		requireGrants(t, "metrics.hcl", rules, map[string]string{"salesforce/metrics": "read"})
+	})
 	// The role operator and the connection admin split the engine's administration: only the
 	// connection admin may change where a connection points (or its keys), only the operator
 	// writes roles, and neither mints.

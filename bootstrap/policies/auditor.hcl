@@ -36,6 +36,11 @@ path "salesforce/info" {
   capabilities = ["read"]
 }
 
+# The engine's Prometheus metrics (counts by connection, role and username; never a token).
+path "salesforce/metrics" {
+  capabilities = ["read"]
+}
+
 # Never mint: the deny beats broader grants elsewhere (a "salesforce/*" rule), though not an
 # exact "salesforce/creds/<role>" grant, which is more specific: keep auditors and applications
 # apart.
