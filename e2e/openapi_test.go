@@ -23,6 +23,7 @@ var pluginPaths = []struct{ concrete, openapi string }{
 	{"roles/app/reset", "/roles/{name}/reset"},
 	{"creds/app", "/creds/{name}"},
 	{"info", "/info"},
+	{"metrics", "/metrics"},
 }
 
 // TestPathHelp: `vault path-help` shows a synopsis and a description for every path.
