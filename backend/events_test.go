@@ -254,3 +254,13 @@ func TestEventsWithoutEventSupportAreANoOp(t *testing.T) {
 		t.Errorf("missing event support logged an error:\n%s", logs.String())
 	}
 }
+
+func TestEventOnPendingImport(t *testing.T) {
+	e := newAppEnv(t)
+	mustOK(t, e.write("connections/prod/import", map[string]any{"private_key": pkcs1PEM(newRSA(t, 2048))}))
+	started := ofType(e.sentEvents(), eventRotationStarted)
+	if len(started) != 1 {
+		t.Fatalf("%d rotation-started events after a pending import, want 1", len(started))
+	}
+	wantMetadata(t, started[0], map[string]string{"connection": "prod", "trigger": "import", "pending_version": "2", "previous_version": "1"})
+}

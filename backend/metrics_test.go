@@ -468,3 +468,23 @@ func BenchmarkMetricsRecord(b *testing.B) {
 		})
 	})
 }
+
+// TestMetricsScrapeReadsNoStorage: the gauges come from memory, so a scrape costs no storage
+// call (each is a gRPC round trip to Vault), however many connections the mount has.
+func TestMetricsScrapeReadsNoStorage(t *testing.T) {
+	e := newAppEnv(t)
+	mustOK(t, e.read("creds/app"))
+	mustOK(t, e.write("connections/prod/rotate", nil))
+	e.b.wg.Wait()
+	cs := &countingStorage{Storage: e.storage}
+	resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "metrics", Storage: cs})
+	if err != nil || resp.IsError() {
+		t.Fatalf("metrics: %v %v", err, resp)
+	}
+	if n := cs.ops.Load(); n != 0 {
+		t.Fatalf("a scrape made %d storage calls, want 0", n)
+	}
+	if _, n := find(parseMetrics(t, string(resp.Data[logical.HTTPRawBody].([]byte))), "vault_salesforce_rotation_state", map[string]string{"state": "verifying"}); n != 1 {
+		t.Fatal("the scrape does not show the rotation in flight")
+	}
+}

@@ -269,6 +269,9 @@ func (b *backend) pathImport(ctx context.Context, req *logical.Request, d *frame
 		return nil, err
 	}
 	b.scheduleConnection(name, conn, ring)
+	if !activate { // a pending import is a rotation toward it
+		b.events.rotationStarted(keyRotation(name), rotationDataPath(name), triggerImport, v.Version, ring.Rotation.PreviousVersion)
+	}
 	b.Logger().Info("imported key", "connection", name, "key_version", v.Version, "status", status, "fingerprint_sha256", v.FingerprintSHA256)
 	data := keyInfo(v)
 	data["version"] = v.Version
