@@ -83,7 +83,7 @@ type credVersion struct {
 // credRing is the table of a connection's consumer credential versions and its rotation. It
 // holds no secret.
 type credRing struct {
-	Versions []*credVersion     `json:"versions"`
+	Versions []*credVersion      `json:"versions"`
 	Rotation credentialsRotation `json:"rotation"`
 	// AppID and ConsumerID are what discovery found (eca_app_id / eca_consumer_id unset).
 	AppID      string `json:"app_id,omitempty"`
@@ -136,16 +136,16 @@ func (st credentialsRotation) probing() bool {
 type ccOutcomeKind int
 
 const (
-	ccNone       ccOutcomeKind = iota // a step with no I/O (switching)
-	ccStaged                          // a staged pair is held, new or found again: key, stagedID
-	ccRotated                         // Salesforce promoted the staged pair (now, or before a crash)
-	ccStagedGone                      // the staged pair is gone or expired before its promotion
-	ccAccepted                        // a token request with the new pair succeeded
-	ccPairRefused                     // the token endpoint refused the new pair: err
-	ccDeleted                         // the previous pair is deleted (or already gone)
-	ccSlotBusy                        // the staged slot holds a pair this rotation did not stage
-	ccRefused                         // a refusal only the operator can fix: err
-	ccTransient                       // a failure that may pass by itself: err
+	ccNone        ccOutcomeKind = iota // a step with no I/O (switching)
+	ccStaged                           // a staged pair is held, new or found again: key, stagedID
+	ccRotated                          // Salesforce promoted the staged pair (now, or before a crash)
+	ccStagedGone                       // the staged pair is gone or expired before its promotion
+	ccAccepted                         // a token request with the new pair succeeded
+	ccPairRefused                      // the token endpoint refused the new pair: err
+	ccDeleted                          // the previous pair is deleted (or already gone)
+	ccSlotBusy                         // the staged slot holds a pair this rotation did not stage
+	ccRefused                          // a refusal only the operator can fix: err
+	ccTransient                        // a failure that may pass by itself: err
 )
 
 type ccOutcome struct {

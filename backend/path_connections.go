@@ -2,10 +2,10 @@ package backend
 
 import (
 	"context"
-	"maps"
 	"crypto/rsa"
 	"crypto/x509"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
