@@ -157,7 +157,9 @@ func TestCredentialsRotationRefusals(t *testing.T) {
 		want   []string
 		status int
 	}{
-		{"permissions", func(e *testEnv) { _, _ = e.emu.SetUserPermissions(emulator.DemoDeployUsername, emulator.PermViewClientSecret) },
+		{"permissions", func(e *testEnv) {
+			_, _ = e.emu.SetUserPermissions(emulator.DemoDeployUsername, emulator.PermViewClientSecret)
+		},
 			[]string{"INSUFFICIENT_ACCESS", "External Client App Developer and View Client Secret"}, 400},
 		{"org setting", func(e *testEnv) { _, _ = e.emu.SetAllowECAConsumerSecretREST(emulator.DemoOrgID, false) },
 			[]string{"FUNCTIONALITY_NOT_ENABLED", "Allow access to External Client App consumer secrets via REST API"}, 400},
