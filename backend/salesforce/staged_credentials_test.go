@@ -42,7 +42,9 @@ func stagedServer(t *testing.T, answer func(method, path string) (int, string)) 
 // A POST that stages is sent once, whatever comes back: a second one would be refused (one
 // staged pair per consumer), and a lost answer is recovered by reading the slot.
 func TestStageCredentialsIsNeverRetried(t *testing.T) {
-	cl, sess, seen := stagedServer(t, func(string, string) (int, string) { return 503, `[{"errorCode":"SERVER_UNAVAILABLE","message":"down"}]` })
+	cl, sess, seen := stagedServer(t, func(string, string) (int, string) {
+		return 503, `[{"errorCode":"SERVER_UNAVAILABLE","message":"down"}]`
+	})
 	_, err := cl.StageCredentials(context.Background(), sess, "0xI000000000001", "888000000000001")
 	if !Transient(err) || len(*seen) != 1 {
 		t.Fatalf("err=%v, %d requests", err, len(*seen))
