@@ -158,10 +158,9 @@ func (b *backend) driveCredentials(ctx context.Context, s logical.Storage, name 
 			return
 		}
 		if wait := next.Sub(b.now()); wait > 0 {
-			if wait > inlineWait || waited+wait > maxInlineWaiting || b.sleep(ctx, wait) != nil {
+			if !b.sleepInline(ctx, wait, &waited) {
 				return
 			}
-			waited += wait
 			continue
 		}
 		if err := b.credentialsStep(ctx, s, name, conn, ring); err != nil {
