@@ -29,6 +29,7 @@ const (
 	rolesPrefix       = "roles/"
 	secretsPrefix     = "secrets/" // consumer secrets; seal-wrapped like keys/
 	usagePrefix       = "usage/"
+	credRingPrefix    = "credrings/" // consumer credential versions and their rotation; no secrets
 )
 
 type backend struct {
@@ -149,6 +150,8 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.snaps.drop(strings.TrimPrefix(key, connectionsPrefix))
 	case strings.HasPrefix(key, keyringPrefix):
 		b.snaps.drop(strings.TrimPrefix(key, keyringPrefix))
+	case strings.HasPrefix(key, credRingPrefix):
+		b.snaps.drop(strings.TrimPrefix(key, credRingPrefix))
 	case strings.HasPrefix(key, rolesPrefix):
 		name := strings.TrimPrefix(key, rolesPrefix)
 		b.roles.drop(name)

@@ -77,6 +77,14 @@ type connectionEntry struct {
 	// issued at before its login_url last changed: their leases are revoked there. (A JWT
 	// connection keeps them in its key ring.)
 	PastOrigins []*origin `json:"past_origins,omitempty"` // newest first
+	// Consumer key/secret rotation through the staged-credentials API (consumer_rotation_settings.go).
+	CredentialsRotationConnection string        `json:"credentials_rotation_connection,omitempty"`
+	ECAAppID                      string        `json:"eca_app_id,omitempty"`
+	ECAConsumerID                 string        `json:"eca_consumer_id,omitempty"`
+	CredentialsRotationPeriod     time.Duration `json:"credentials_rotation_period,omitempty"`
+	CredentialsRotationSchedule   string        `json:"credentials_rotation_schedule,omitempty"`
+	CredentialsRotationWindow     time.Duration `json:"credentials_rotation_window,omitempty"`
+	CredentialsOverlap            time.Duration `json:"credentials_overlap,omitempty"` // 0: the default
 	// Scoping: which roles may use the connection and for whom. Nil lists (entries written
 	// before scoping existed) allow every name, as the contract's default ["*"] does.
 	AllowedRoles         []string  `json:"allowed_roles,omitempty"`

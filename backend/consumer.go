@@ -49,27 +49,55 @@ type consumerSecret struct {
 	Secret      string    `json:"secret"`
 	BoundOrigin string    `json:"bound_origin"` // the origin it may be sent to (origin.id)
 	CreatedAt   time.Time `json:"created_at"`
+	// FromRotation marks a pair Salesforce issued to a staged-credentials rotation: reads use
+	// its own ConsumerKey, which the connection's consumer_key follows.
+	FromRotation bool `json:"from_rotation,omitempty"`
 }
 
 func consumerSecretPath(conn string, version int) string {
 	return secretsPrefix + conn + "/consumer/" + strconv.Itoa(version)
 }
 
+// getConsumerSecret is the secret of the connection's active consumer credential version.
 func getConsumerSecret(ctx context.Context, s logical.Storage, conn string) (*consumerSecret, error) {
-	return getEntry[consumerSecret](ctx, s, consumerSecretPath(conn, 1))
+	v, err := activeConsumerVersion(ctx, s, conn)
+	if err != nil {
+		return nil, err
+	}
+	return getEntry[consumerSecret](ctx, s, consumerSecretPath(conn, v))
 }
 
-// putConsumerSecret writes the connection's secret, bound to conn's current origin, and drops
-// the connection's snapshot.
+// putConsumerSecret writes the connection's secret as its active version, bound to conn's
+// current origin, and drops the connection's snapshot. After a rotation the table's active
+// version takes the operator's key.
 func (b *backend) putConsumerSecret(ctx context.Context, s logical.Storage, name string, conn *connectionEntry, secret string) error {
 	defer b.snaps.drop(name)
-	return putJSON(ctx, s, consumerSecretPath(name, 1), &consumerSecret{ConsumerKey: conn.ConsumerKey, Secret: secret,
-		BoundOrigin: originOf(conn).id(), CreatedAt: b.now().UTC()})
+	ring, err := getCredRing(ctx, s, name)
+	if err != nil {
+		return err
+	}
+	v, now := 1, b.now().UTC()
+	if ring != nil && ring.active() != nil {
+		v = ring.active().Version
+	}
+	if err := putJSON(ctx, s, consumerSecretPath(name, v), &consumerSecret{ConsumerKey: conn.ConsumerKey, Secret: secret,
+		BoundOrigin: originOf(conn).id(), CreatedAt: now}); err != nil {
+		return err
+	}
+	if ring == nil || ring.active() == nil {
+		return nil
+	}
+	a := ring.active()
+	a.ConsumerKey, a.CreatedAt, a.ActivatedAt = conn.ConsumerKey, now, now
+	return b.putCredRing(ctx, s, name, ring)
 }
 
 // deleteConsumerSecrets erases every stored consumer secret of a connection.
 func deleteConsumerSecrets(ctx context.Context, s logical.Storage, conn string) error {
-	return deleteAll(ctx, s, secretsPrefix+conn+"/consumer/")
+	if err := deleteAll(ctx, s, secretsPrefix+conn+"/consumer/"); err != nil {
+		return err
+	}
+	return s.Delete(ctx, credRingPrefix+conn) // the versions' table goes with them
 }
 
 // deleteAll deletes every entry directly under prefix.

@@ -161,3 +161,52 @@ func storedKeys(t *testing.T, e *testEnv, conn string) []*rsa.PrivateKey {
 	}
 	return keys
 }
+
+// TestConsumerSecretsNeverLeakThroughRotation drives the consumer credential rotation through
+// success, refusals, outages and a restart, reads every path it adds, and scans every response,
+// error, warning and log line for each consumer secret the app ever had.
+func TestConsumerSecretsNeverLeakThroughRotation(t *testing.T) {
+	e := newCCRotationEnv(t, map[string]any{"credentials_rotation_period": "24h"})
+	secrets := []string{e.ccApp().ConsumerSecret}
+	e.read("creds/app")
+	_, _ = e.emu.SetAllowECAConsumerSecretREST(emulator.DemoOrgID, false)
+	e.do(logical.UpdateOperation, "connections/cc/credentials/rotate", nil) // refused
+	_, _ = e.emu.SetAllowECAConsumerSecretREST(emulator.DemoOrgID, true)
+	e.emu.AddFault(emulator.Fault{Endpoint: "staged_credentials", Kind: emulator.FaultMalformed, Count: 1})
+	e.do(logical.UpdateOperation, "connections/cc/credentials/rotate", nil) // a malformed answer, retried
+	e.emu.ClearFaults()
+	e.clock.Advance(time.Hour)
+	e.tick()
+	secrets = append(secrets, e.ccApp().ConsumerSecret)
+	e.read("connections/cc/credentials")
+	e.read("connections/cc/credentials/rotation")
+	e.read("connections/cc")
+	e.write("connections/cc", map[string]any{"consumer_secret": "x" + secrets[1]}) // refused: in flight
+	e.b.Cleanup(context.Background())
+	e.b = restartBackend(t, e)
+	e.clock.Advance(2 * time.Hour)
+	e.tick()
+	e.read("creds/app")
+	e.clock.Advance(25 * time.Hour)
+	e.tick()
+	e.clock.Advance(time.Hour)
+	e.tick()
+	secrets = append(secrets, e.ccApp().ConsumerSecret)
+	e.read("connections/cc/credentials")
+	e.read("connections/cc/credentials/rotation")
+	if e.emu.Counters().CredentialRotations < 2 {
+		t.Fatalf("setup: %d rotations", e.emu.Counters().CredentialRotations)
+	}
+	e.mu.Lock()
+	all := strings.Join(append([]string{e.logs.String()}, e.responses...), "\n")
+	n := len(e.responses)
+	e.mu.Unlock()
+	if n < 10 {
+		t.Fatalf("only %d responses recorded", n)
+	}
+	for i, s := range secrets {
+		if strings.Contains(all, s) || strings.Contains(all, s[8:40]) {
+			t.Fatalf("consumer secret %d appears in a response or log", i)
+		}
+	}
+}

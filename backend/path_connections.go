@@ -5,6 +5,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -17,7 +18,7 @@ import (
 
 func connectionFields() map[string]*framework.FieldSchema {
 	dur := func(d time.Duration) int { return int(d.Seconds()) }
-	return addRotationFields(withName("connection", map[string]*framework.FieldSchema{
+	fields := addRotationFields(withName("connection", map[string]*framework.FieldSchema{
 		"consumer_key": {Type: framework.TypeString, Required: true,
 			Description: "The app's consumer key (Setup > App Manager > View > Consumer Key); the JWT iss, or the client_id of the client credentials flow."},
 		"auth_flow": {Type: framework.TypeString, Default: authFlowJWTBearer, AllowedValues: []any{authFlowJWTBearer, authFlowClientCredentials},
@@ -75,6 +76,8 @@ func connectionFields() map[string]*framework.FieldSchema {
 		"certificate": {Type: framework.TypeString, DisplayAttrs: &framework.DisplayAttributes{EditType: "textarea"},
 			Description: "Create only, with private_key: its registered PEM certificate (must match the key). Generated when absent."},
 	}))
+	maps.Copy(fields, credentialsRotationFields())
+	return fields
 }
 
 func pathConnections(b *backend) []*framework.Path {
@@ -144,6 +147,9 @@ func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request,
 		return nil, err
 	}
 	b.scheduleConnection(name, conn, ring)
+	if err := b.scheduleCredentials(ctx, req.Storage, name, conn); err != nil {
+		b.Logger().Error("scheduling the consumer credential rotation; the next reload does it", "connection", name, "error", err)
+	}
 	resp, err = b.connectionResponse(name, conn, ring)
 	for _, w := range warnings {
 		resp.AddWarning(w)
@@ -185,6 +191,11 @@ func (b *backend) connectionWriteDraftLocked(ctx context.Context, s logical.Stor
 		return nil, nil, ferr.response(), nil
 	}
 	if ferr := checkFlow(old, conn, d); ferr != nil {
+		return nil, nil, ferr.response(), nil
+	}
+	if ferr, err := checkCredentialsRotationConnection(ctx, s, name, conn); err != nil {
+		return nil, nil, nil, err
+	} else if ferr != nil {
 		return nil, nil, ferr.response(), nil
 	}
 	if !conn.clientCredentials() {
@@ -233,6 +244,14 @@ func checkFlow(old, conn *connectionEntry, d *framework.FieldData) *fieldError {
 // pinned to the old origin, and the schedule starts the re-key on its next tick.
 func (b *backend) updateConnection(ctx context.Context, s logical.Storage, name string, old, conn *connectionEntry, pre *rsa.PrivateKey, d *framework.FieldData) (*logical.Response, []string, error) {
 	if conn.clientCredentials() {
+		_, secretGiven := d.GetOk("consumer_secret")
+		if secretGiven || old.ConsumerKey != conn.ConsumerKey || originOf(old).id() != originOf(conn).id() {
+			if ferr, err := credentialsRotationInFlight(ctx, s, name); err != nil {
+				return nil, nil, err
+			} else if ferr != nil {
+				return ferr.response(), nil, nil
+			}
+		}
 		// The secret first: written for the new origin, it is used only once the connection
 		// names that origin; a crash in between leaves a secret no mint sends anywhere.
 		if secret, ok := d.GetOk("consumer_secret"); ok {
@@ -467,6 +486,9 @@ func applyConnectionFields(c *connectionEntry, d *framework.FieldData, now time.
 	if ferr := applyRotationFields(c, d); ferr != nil {
 		return ferr
 	}
+	if ferr := applyCredentialsRotationFields(c, d); ferr != nil {
+		return ferr
+	}
 	return c.validate()
 }
 
@@ -581,6 +603,7 @@ func (b *backend) connectionResponse(name string, c *connectionEntry, ring *keyR
 		for _, f := range jwtOnlyFields {
 			delete(data, f) // settings of keys and certificates, which it has none of
 		}
+		maps.Copy(data, credentialsRotationData(c))
 	}
 	if ring == nil {
 		return resp, nil
@@ -666,6 +689,7 @@ func (b *backend) pathConnectionDelete(ctx context.Context, req *logical.Request
 		return nil, err
 	}
 	b.unscheduleConnection(name)
+	b.sched.set(ccSchedKey(name), time.Time{})
 	b.Logger().Info("deleted connection and destroyed its keys", "connection", name)
 	return nil, nil
 }

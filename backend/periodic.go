@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"strings"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -30,6 +31,10 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	for _, name := range due {
 		if dctx.Err() != nil {
 			b.sched.set(name, b.now()) // out of time this tick: first in line next tick
+			continue
+		}
+		if conn, ok := strings.CutPrefix(name, ccSchedPrefix); ok {
+			b.driveCredentials(dctx, req.Storage, conn) // a consumer credential rotation
 			continue
 		}
 		b.drive(dctx, req.Storage, name)

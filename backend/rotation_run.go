@@ -164,10 +164,9 @@ func (b *backend) drive(ctx context.Context, s logical.Storage, name string) {
 			return
 		}
 		if wait := next.Sub(b.now()); wait > 0 {
-			if wait > inlineWait || waited+wait > maxInlineWaiting || b.sleep(ctx, wait) != nil {
+			if !b.sleepInline(ctx, wait, &waited) {
 				return
 			}
-			waited += wait
 			continue
 		}
 		if err := b.step(ctx, s, name, conn, ring, d); err != nil {
@@ -176,6 +175,16 @@ func (b *backend) drive(ctx context.Context, s logical.Storage, name string) {
 			return
 		}
 	}
+}
+
+// sleepInline waits out a short wait inside a drive (at most inlineWait, and maxInlineWaiting
+// in all); false: the wait is long, or ctx ended, and the drive hands back to the periodic func.
+func (b *backend) sleepInline(ctx context.Context, wait time.Duration, waited *time.Duration) bool {
+	if wait > inlineWait || *waited+wait > maxInlineWaiting || b.sleep(ctx, wait) != nil {
+		return false
+	}
+	*waited += wait
+	return true
 }
 
 // reschedule puts the connection back on the schedule after a drive: at the retry a failed

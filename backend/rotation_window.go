@@ -36,22 +36,11 @@ func applyRotationFields(c *connectionEntry, d *framework.FieldData) *fieldError
 		}
 		c.KeyRotationPeriod = period
 	}
-	if v, ok := d.GetOk("rotation_schedule"); ok {
-		c.RotationSchedule = v.(string)
-		if c.RotationSchedule != "" {
-			if _, err := rotation.DefaultScheduler.Parse(c.RotationSchedule); err != nil {
-				return fieldErr("rotation_schedule", "is not a cron schedule: give five fields, minute hour day-of-month month day-of-week, e.g. \"0 2 * * SAT\"")
-			}
-		}
+	if ferr := cronField(d, "rotation_schedule", &c.RotationSchedule); ferr != nil {
+		return ferr
 	}
-	if v, ok := d.GetOk("rotation_window"); ok {
-		w := seconds(v)
-		if w != 0 {
-			if err := rotation.DefaultScheduler.ValidateRotationWindow(int(w.Seconds())); err != nil {
-				return fieldErr("rotation_window", "must be at least 1h (or 0 for no window)")
-			}
-		}
-		c.RotationWindow = w
+	if ferr := windowField(d, "rotation_window", &c.RotationWindow); ferr != nil {
+		return ferr
 	}
 	if v, ok := d.GetOk("disable_automated_rotation"); ok {
 		c.DisableAutomatedRotation = v.(bool)
@@ -93,8 +82,46 @@ func scheduledRotationAt(conn *connectionEntry, ring *keyRing, now time.Time) ti
 			due = sched.Next(since)
 		}
 	}
-	if conn.RotationWindow > 0 && now.After(due.Add(conn.RotationWindow)) {
-		due = sched.Next(now.Add(-conn.RotationWindow)) // the window that is open now, or the next
+	return inOpenWindow(sched, due, conn.RotationWindow, now)
+}
+
+// cronField reads an optional cron schedule field into dst ("" turns it off). The error never
+// quotes the schedule back.
+func cronField(d *framework.FieldData, field string, dst *string) *fieldError {
+	v, ok := d.GetOk(field)
+	if !ok {
+		return nil
+	}
+	if s := v.(string); s != "" {
+		if _, err := rotation.DefaultScheduler.Parse(s); err != nil {
+			return fieldErr(field, "is not a cron schedule: give five fields, minute hour day-of-month month day-of-week, e.g. \"0 2 * * SAT\"")
+		}
+	}
+	*dst = v.(string)
+	return nil
+}
+
+// windowField reads an optional rotation window into dst: 0, or at least Vault's 1h.
+func windowField(d *framework.FieldData, field string, dst *time.Duration) *fieldError {
+	v, ok := d.GetOk(field)
+	if !ok {
+		return nil
+	}
+	w := seconds(v)
+	if w != 0 {
+		if err := rotation.DefaultScheduler.ValidateRotationWindow(int(w.Seconds())); err != nil {
+			return fieldErr(field, "must be at least 1h (or 0 for no window)")
+		}
+	}
+	*dst = w
+	return nil
+}
+
+// inOpenWindow moves a scheduled time due whose window (when there is one) closed before now to
+// the window that is open now, or the next one: a rotation never starts outside its window.
+func inOpenWindow(sched interface{ Next(time.Time) time.Time }, due time.Time, window time.Duration, now time.Time) time.Time {
+	if window > 0 && now.After(due.Add(window)) {
+		return sched.Next(now.Add(-window))
 	}
 	return due
 }

@@ -118,6 +118,11 @@ func (b *backend) loadSchedule(ctx context.Context, s logical.Storage) error {
 		if conn != nil && ring != nil {
 			b.scheduleConnection(name, conn, ring)
 		}
+		if conn != nil && conn.clientCredentials() {
+			if err := b.scheduleCredentials(ctx, s, name, conn); err != nil {
+				return err
+			}
+		}
 	}
 	b.sched.markLoaded()
 	return nil

@@ -130,7 +130,11 @@ func (b *backend) loadConsumerPair(ctx context.Context, s logical.Storage, snap 
 	if err != nil {
 		return &mintRefused{fmt.Sprintf("connection %q: %s", snap.name, err)}
 	}
-	snap.cc = &consumerPair{key: snap.entry.ConsumerKey, secret: sec.Secret, originID: current.id(), client: client}
+	key := snap.entry.ConsumerKey
+	if sec.FromRotation {
+		key = sec.ConsumerKey // issued with its secret by a rotation; consumer_key follows it
+	}
+	snap.cc = &consumerPair{key: key, secret: sec.Secret, originID: current.id(), client: client}
 	return nil
 }
 
