@@ -137,6 +137,9 @@ func (b *backend) pathCacheOnlyKeyCreate(ctx context.Context, req *logical.Reque
 	b.Logger().Info("created cache-only key", "connection", name, "kid", kid)
 	resp := &logical.Response{Data: cacheOnlyKeyInfo(k, cert, cacheOnlyActive)}
 	b.addNamedCredential(resp, req, k, secret)
+	if cert.NotAfter.Before(k.CreatedAt) {
+		resp.AddWarning("the certificate expired on " + formatTime(cert.NotAfter) + ": check it is the org's current BYOK certificate (the key is wrapped for it on every callout)")
+	}
 	return resp, nil
 }
 

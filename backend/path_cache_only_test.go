@@ -21,6 +21,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/backend/keyutil"
 	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/emulator"
 )
 
@@ -331,11 +332,20 @@ func TestCacheOnlyKeyReadAndList(t *testing.T) {
 	if _, ok := r.Data["named_credential_secret"]; ok || strings.Contains(responseText(r), secret) {
 		t.Error("a read shows the Named Credential secret")
 	}
+	expired := newRSA(t, 2048)
+	past := time.Now().Add(-48 * time.Hour)
+	expiredPEM, _, err := keyutil.SelfSign(nil, expired, keyutil.CertRequest{Now: past, NotAfter: past.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := mustOK(t, e.write("connections/prod/cache-only-keys/old", map[string]any{"certificate": expiredPEM})).Warnings; len(w) != 2 || !strings.Contains(w[1], "expired") {
+		t.Errorf("an expired certificate: warnings %v", w)
+	}
 	if e.read("connections/other/cache-only-keys/k1") != nil {
 		t.Error("a key is readable under a connection it does not belong to")
 	}
 	list := mustOK(t, e.list("connections/prod/cache-only-keys/"))
-	if keys := list.Data["keys"].([]string); !reflect.DeepEqual(keys, []string{"k1", "k2"}) {
+	if keys := list.Data["keys"].([]string); !reflect.DeepEqual(keys, []string{"k1", "k2", "old"}) {
 		t.Fatalf("list: %v", keys)
 	}
 	if info := list.Data["key_info"].(map[string]any)["k2"].(map[string]any); info["status"] != "active" || info["auth_scheme"] != "basic" {

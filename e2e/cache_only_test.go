@@ -119,6 +119,20 @@ func TestCacheOnlyKeyService(t *testing.T) {
 	v.Read(t, Mount+"/connections/prod/cache-only-keys/replayed")
 	v.List(t, Mount+"/connections/prod/cache-only-keys")
 
+	// Vault's own rate-limit quota guards the unauthenticated path before the plugin runs.
+	v.CLI(t, "write", "sys/quotas/rate-limit/cache-only", "path="+Mount+"/cache-only/*", "rate=2", "interval=30s")
+	limited := 0
+	for i := 0; i < 4; i++ {
+		_, err := sf.FetchCacheOnlyKey(ctx, namedCredentialURL, "replayed", replayed, byok, true)
+		var ce *emulator.CalloutError
+		if errors.As(err, &ce) && ce.Code == emulator.CalloutErrorHTTPCode && ce.Status == http.StatusTooManyRequests {
+			limited++
+		}
+	}
+	if limited < 2 {
+		t.Errorf("a rate-limit quota of 2 per 30 s let %d of 4 callouts through", 4-limited)
+	}
+
 	// The scan: the data keys nowhere; each secret only in the one answer that issued it.
 	var keyNeedles []relNeedle
 	for name, k := range map[string][]byte{"orders": key, "replayed": replayedKey} {
