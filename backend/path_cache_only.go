@@ -124,7 +124,8 @@ func (b *backend) pathCacheOnlyKeyCreate(ctx context.Context, req *logical.Reque
 		if err != nil {
 			return nil, err
 		}
-		return logical.ErrorResponse("kid %q is already used in this mount (connection %q): choose another kid", kid, existing.Connection), nil
+		// Not naming the other connection: a writer of this one may not be allowed to see it.
+		return logical.ErrorResponse("kid %q is already used in this mount: choose another kid", kid), nil
 	}
 	// The secret entry first: until the metadata exists nothing serves or lists the key, and a
 	// create retried after a failure here overwrites the unreferenced entry.

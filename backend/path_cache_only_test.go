@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"reflect"
 	"sort"
@@ -44,7 +45,7 @@ type cacheOnlyEnv struct {
 	cert byokCert
 }
 
-func newCacheOnlyEnv(t *testing.T) *cacheOnlyEnv {
+func newCacheOnlyEnv(t testing.TB) *cacheOnlyEnv {
 	t.Helper()
 	e := newTestEnv(t)
 	e.createConnection("prod", nil)
@@ -494,5 +495,25 @@ func TestCacheOnlyHelpAndOpenAPI(t *testing.T) {
 	}
 	if !reflect.DeepEqual(e.b.PathsSpecial.Unauthenticated, []string{"cache-only/*"}) {
 		t.Fatalf("unauthenticated paths: %v", e.b.PathsSpecial.Unauthenticated)
+	}
+}
+
+// BenchmarkCacheOnlyFetch is one callout as the plugin serves it: two storage reads, the
+// secret's hash, one RSA-OAEP encryption under the certificate and AES-GCM.
+func BenchmarkCacheOnlyFetch(b *testing.B) {
+	for _, bits := range []int{2048, 4096} {
+		b.Run(fmt.Sprintf("rsa-%d", bits), func(b *testing.B) {
+			e := newCacheOnlyEnv(b)
+			e.cert = newBYOKCert(b, bits)
+			secret := e.createKey("bench", nil)
+			req := &logical.Request{Operation: logical.ReadOperation, Path: "cache-only/bench", Storage: e.storage, Headers: bearer(secret)}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				resp, err := e.b.HandleRequest(context.Background(), req)
+				if err != nil || resp.Data[logical.HTTPStatusCode] != 200 {
+					b.Fatalf("%v %v", err, resp)
+				}
+			}
+		})
 	}
 }

@@ -23,6 +23,10 @@ var pluginPaths = []struct{ concrete, openapi string }{
 	{"roles/app/reset", "/roles/{name}/reset"},
 	{"creds/app", "/creds/{name}"},
 	{"info", "/info"},
+	{"connections/prod/cache-only-keys/", "/connections/{name}/cache-only-keys/"},
+	{"connections/prod/cache-only-keys/k1", "/connections/{name}/cache-only-keys/{kid}"},
+	{"connections/prod/cache-only-keys/k1/rotate-secret", "/connections/{name}/cache-only-keys/{kid}/rotate-secret"},
+	{"cache-only/k1", "/cache-only/{kid}"},
 }
 
 // TestPathHelp: `vault path-help` shows a synopsis and a description for every path.
