@@ -105,12 +105,15 @@ func newBackend() *backend {
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
 			SealWrapStorage: []string{keysPrefix, secretsPrefix},
+			// Salesforce's cache-only key callout: authenticated by the key's own secret.
+			Unauthenticated: []string{"cache-only/*"},
 		},
 		Paths: framework.PathAppend(
 			// Specific patterns before generic ones: the first match wins.
 			pathKeys(b),
 			pathRotation(b),
 			pathCredentials(b),
+			pathCacheOnly(b),
 			pathConnections(b),
 			pathRoles(b),
 			pathCreds(b),

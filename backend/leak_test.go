@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
 	"math/big"
 	"strings"
 	"testing"
@@ -99,6 +100,26 @@ func TestPrivateKeysNeverLeak(t *testing.T) {
 	e.write("connections/cc", map[string]any{"consumer_secret": "wrong"})
 	e.read("creds/cc")
 	_ = e.revokeLease(ccLease)
+	// Cache-only keys: the data key must never show, the Named Credential secret only in the
+	// one answer that issues it.
+	byok := newBYOKCert(t, 2048)
+	co := mustOK(t, e.write("connections/prod/cache-only-keys/leak", map[string]any{"certificate": byok.pem, "replay_detection": true}))
+	bearers := []string{co.Data["named_credential_secret"].(string)}
+	dataKey := e.storedDataKey("prod", "leak")
+	e.fetch("leak", bearer(bearers[0]), map[string]any{"requestId": "n1"})
+	e.fetch("leak", bearer(bearers[0]), nil) // refused: replay detection wants a nonce
+	e.fetch("leak", bearer(bearers[0]+"x"), nil)
+	e.fetch("leak", map[string][]string{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("leak:"+bearers[0]))}}, nil)
+	e.write("connections/prod/cache-only-keys/leak", map[string]any{"certificate": pkcs1PEM(imported)})
+	e.write("connections/prod/cache-only-keys/bad", map[string]any{"certificate": pkcs1PEM(imported)})
+	e.read("connections/prod/cache-only-keys/leak")
+	e.list("connections/prod/cache-only-keys/")
+	bearers = append(bearers, mustOK(t, e.write("connections/prod/cache-only-keys/leak/rotate-secret", nil)).Data["named_credential_secret"].(string))
+	e.fetch("leak", bearer(bearers[1]), map[string]any{"requestId": "n2"})
+	e.fetch("leak", bearer(bearers[0]), map[string]any{"requestId": "n3"})
+	e.del("connections/prod/cache-only-keys/leak")
+	e.fetch("leak", bearer(bearers[1]), map[string]any{"requestId": "n4"})
+	e.read("connections/prod/cache-only-keys/leak")
 
 	keys := storedKeys(t, e, "prod")
 	if len(keys) < 3 {
@@ -122,6 +143,23 @@ func TestPrivateKeysNeverLeak(t *testing.T) {
 	}
 	if strings.Contains(all, ccSecret) || strings.Contains(all, ccSecret[8:40]) {
 		t.Error("the consumer secret appears in a response or log")
+	}
+	for _, n := range []string{base64.StdEncoding.EncodeToString(dataKey), base64.RawURLEncoding.EncodeToString(dataKey),
+		hex.EncodeToString(dataKey), strings.Trim(fmt.Sprint(dataKey), "[]")} {
+		if strings.Contains(all, n) {
+			t.Error("the cache-only data key appears in a response or log")
+		}
+	}
+	for i, secret := range bearers {
+		seen := 0
+		for _, r := range haystacks[1:] {
+			if strings.Contains(r, secret[6:]) {
+				seen++
+			}
+		}
+		if seen != 1 || strings.Contains(e.logs.String(), secret[6:]) {
+			t.Errorf("Named Credential secret %d is in %d responses (want exactly its one answer) or in the log", i, seen)
+		}
 	}
 	if strings.Contains(all, "PRIVATE KEY-----") {
 		t.Error("a PEM private key block appears in a response or log")

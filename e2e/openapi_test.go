@@ -24,6 +24,10 @@ var pluginPaths = []struct{ concrete, openapi string }{
 	{"creds/app", "/creds/{name}"},
 	{"info", "/info"},
 	{"metrics", "/metrics"},
+	{"connections/prod/cache-only-keys/", "/connections/{name}/cache-only-keys/"},
+	{"connections/prod/cache-only-keys/k1", "/connections/{name}/cache-only-keys/{kid}"},
+	{"connections/prod/cache-only-keys/k1/rotate-secret", "/connections/{name}/cache-only-keys/{kid}/rotate-secret"},
+	{"cache-only/k1", "/cache-only/{kid}"},
 }
 
 // TestPathHelp: `vault path-help` shows a synopsis and a description for every path.
