@@ -291,11 +291,10 @@ func TestCredentialsRotationFieldInput(t *testing.T) {
 // crashStorage dies (every later write fails) at its n-th Put: a kill -9 just before that write.
 type crashStorage struct {
 	logical.Storage
-	mu    sync.Mutex
-	n     int
-	puts  int
-	dead  bool
-	count bool
+	mu   sync.Mutex
+	n    int
+	puts int
+	dead bool
 }
 
 var errCrashed = errors.New("crashed")

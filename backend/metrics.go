@@ -341,7 +341,7 @@ func (w *loginWindow) add(minute int64) {
 	slot := &w.slots[minute%60]
 	for {
 		old := slot.Load()
-		next := uint64(minute)<<32 | 1
+		next := uint64(minute)<<32 | 1 //nolint:gosec // a Unix minute is positive and fits 32 bits for 8,000 years
 		switch stamp := int64(old >> 32); {
 		case stamp == minute:
 			next = old + 1

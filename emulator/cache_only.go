@@ -7,7 +7,7 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha1"
+	"crypto/sha1" //nolint:gosec // JWE's RSA-OAEP is OAEP with SHA-1 (RFC 7518 §4.3), what Salesforce expects
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -159,7 +159,7 @@ func OpenCacheOnlyJWE(compact, kid, nonce string, priv *rsa.PrivateKey) ([]byte,
 	if cerr := checkCacheOnlyHeader(raw[0], kid, nonce); cerr != nil {
 		return nil, cerr
 	}
-	cek, err := rsa.DecryptOAEP(sha1.New(), nil, priv, raw[1], nil)
+	cek, err := rsa.DecryptOAEP(sha1.New(), nil, priv, raw[1], nil) //nolint:gosec // RSA-OAEP as JWE defines it
 	if err != nil || len(cek) != 32 {
 		return nil, calloutErr(CalloutMalformedJWE, "the content key does not unwrap to an AES-256 key with the BYOK certificate's private key (RSA-OAEP, SHA-1)")
 	}
