@@ -117,6 +117,12 @@ func (r *keyRing) byStatus(status string) *keyVersion {
 func (r *keyRing) active() *keyVersion  { return r.byStatus(statusActive) }
 func (r *keyRing) pending() *keyVersion { return r.byStatus(statusPending) }
 
+// stalled is a failed rotation that is not over: its pending key is still probed, slowly, and
+// promoted once Salesforce accepts it (a certificate registered late, by hand). The stored and
+// reported state stays "failed", the name the API gives it; reads add stalled=true so an
+// operator can tell it from a rotation that has stopped.
+func (r *keyRing) stalled() bool { return r.Rotation.State == stateFailed && r.pending() != nil }
+
 func (r *keyRing) version(n int) *keyVersion {
 	for _, v := range r.Versions {
 		if v.Version == n {

@@ -647,7 +647,10 @@ func (b *backend) connectionWarnings(c *connectionEntry, ring *keyRing) []string
 	if a := ring.active(); a != nil && !c.rotationEnabled() && a.NotAfter.Sub(now) < c.CertificateRenewBefore {
 		w = append(w, fmt.Sprintf("the active certificate (version %d) expires %s and key rotation is off: set key_rotation_period or rotate with connections/<name>/rotate", a.Version, formatTime(a.NotAfter)))
 	}
-	if ring.Rotation.State == stateFailed {
+	switch {
+	case ring.stalled():
+		w = append(w, fmt.Sprintf("the last key rotation is stalled (failed, its pending key still checked every %s and promoted once Salesforce accepts it): %s", stalledProbeInterval, ring.Rotation.LastError))
+	case ring.Rotation.State == stateFailed:
 		w = append(w, "the last key rotation failed: "+ring.Rotation.LastError)
 	}
 	if a := ring.active(); a != nil && !ring.boundToCurrent(a, c) {

@@ -81,6 +81,7 @@ func (b *backend) rotationData(conn *connectionEntry, ring *keyRing) map[string]
 	}
 	return map[string]any{
 		"state":                   state,
+		"stalled":                 ring.stalled(),
 		"trigger":                 st.Trigger,
 		"pending_key_version":     pendingVersion(ring),
 		"rotated_key_version":     st.PendingVersion, // the key this rotation was about, kept after it ends
@@ -194,8 +195,10 @@ const rotationHelp = `
 The rotation state: state (idle, deploying, verifying, promoting, rolling_back, failed),
 pending_key_version (the key pending now), rotated_key_version (the key the last rotation was
 about, kept after it fails), started_at, last_attempt_at, next_attempt_at, attempts, last_error,
-deploy_id and next_scheduled_rotation. A failed rotation is restarted with
-connections/<name>/rotate, which reuses the pending key if there is one.
+deploy_id and next_scheduled_rotation. stalled=true marks a failed rotation that is not over:
+its pending key is still probed every 10 minutes and promoted once Salesforce accepts it (a
+certificate uploaded late). A failed rotation is restarted with connections/<name>/rotate,
+which reuses the pending key if there is one.
 `
 
 const promoteHelp = `

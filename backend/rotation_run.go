@@ -213,12 +213,12 @@ func (b *backend) loadConnection(ctx context.Context, s logical.Storage, name st
 	return conn, ring, err
 }
 
-// step performs the work due for one connection: advance an in-flight rotation, or (idle, or
-// failed with nothing pending) destroy archived keys beyond keep_archived_keys and start a
+// step performs the work due for one connection: advance an in-flight or stalled rotation, or
+// (idle, or failed with nothing pending) destroy archived keys beyond keep_archived_keys and start a
 // rotation that is due.
 func (b *backend) step(ctx context.Context, s logical.Storage, name string, conn *connectionEntry, ring *keyRing, d *driveSession) error {
 	st := ring.Rotation
-	if st.inFlight() || (st.State == stateFailed && ring.pending() != nil) {
+	if st.inFlight() || ring.stalled() {
 		o := b.perform(ctx, s, name, conn, ring, d)
 		return b.apply(ctx, s, name, st, st.next(o, paramsOf(name, conn, ring), b.now().UTC()))
 	}

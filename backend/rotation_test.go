@@ -135,11 +135,11 @@ func TestManualRotationStallsThenStillDetectsUpload(t *testing.T) {
 		e.tick()
 	}
 	r := e.rotation("prod")
-	if r["state"] != "failed" || !strings.Contains(r["last_error"].(string), "stalled") {
+	if r["state"] != "failed" || r["stalled"] != true || !strings.Contains(r["last_error"].(string), "stalled") {
 		t.Fatalf("want a stalled failure after propagation_timeout, got %v", r)
 	}
-	if w := strings.Join(e.read("connections/prod").Warnings, " "); !strings.Contains(w, "rotation failed") {
-		t.Errorf("connection read does not warn about the failed rotation: %q", w)
+	if w := strings.Join(e.read("connections/prod").Warnings, " "); !strings.Contains(w, "rotation is stalled") {
+		t.Errorf("connection read does not warn about the stalled rotation: %q", w)
 	}
 	_ = e.emu.SetAppCertificate(e.seed.App.ConsumerKey, pendingCert)
 	e.clock.Advance(stalledProbeInterval)
@@ -272,7 +272,7 @@ func TestMetadataAPIRotationRollsBackWhenNotAccepted(t *testing.T) {
 		e.tick()
 	}
 	r := e.rotation("prod")
-	if r["state"] != "failed" || !strings.Contains(r["last_error"].(string), "rolled back") {
+	if r["state"] != "failed" || r["stalled"] != false || !strings.Contains(r["last_error"].(string), "rolled back") {
 		t.Fatalf("want a rolled-back failure, got %v", r)
 	}
 	if e.keyStatus("prod", "1") != "active" || e.keyStatus("prod", "2") != "archived" {

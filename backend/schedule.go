@@ -153,10 +153,9 @@ func nextRotationWork(conn *connectionEntry, ring *keyRing, now time.Time) time.
 		}
 		return st.NextAttemptAt
 	case stateFailed:
-		// A failed rotation whose key is still pending keeps being probed, slowly: the operator
-		// may register the certificate late, by hand. After a rollback nothing is pending, and
-		// the next rotation is due as when idle, after a backoff.
-		if ring.pending() != nil {
+		// A stalled rotation keeps being probed, slowly. After a rollback nothing is pending,
+		// and the next rotation is due as when idle, after a backoff.
+		if ring.stalled() {
 			return laterOf(st.NextAttemptAt, now)
 		}
 	}
