@@ -51,6 +51,7 @@ func TestBench(t *testing.T) {
 	}{
 		{"cached-read", func(t *testing.T) { rep.Cached = e.CachedRead(t) }},
 		{"cold-mint", func(t *testing.T) { rep.Cold = e.ColdMint(t) }},
+		{"connection-reuse", func(t *testing.T) { rep.Reuse = e.ConnectionReuse(t) }},
 		{"stampede", func(t *testing.T) { rep.Stampede = e.Stampede(t) }},
 		{"rotation-under-load", func(t *testing.T) { rep.Rotation = e.RotationUnderLoad(t) }},
 		{"key-generation", func(t *testing.T) { rep.KeyGen = e.KeyGenUnderLoad(t) }},

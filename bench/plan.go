@@ -13,6 +13,7 @@ type Plan struct {
 
 	CachedClients []int // cached read: concurrent clients
 	ColdClients   []int // cold mint: concurrent clients
+	ReuseClients  int   // connection reuse: concurrent per_lease readers
 
 	StampedeClients, StampedeRounds int
 
@@ -38,7 +39,7 @@ type Plan struct {
 func SmokePlan() Plan {
 	return Plan{
 		Name: "smoke", Rounds: 1, Warm: 50 * time.Millisecond, Window: 200 * time.Millisecond,
-		CachedClients: []int{1, 8, 64}, ColdClients: []int{1, 8},
+		CachedClients: []int{1, 8, 64}, ColdClients: []int{1, 8}, ReuseClients: 64,
 		StampedeClients: 64, StampedeRounds: 1,
 		RotRounds: 1, RotWindow: time.Second, RotCached: 2, RotCold: 2,
 		PropagationDelay: 500 * time.Millisecond, RotationIdleTimeout: 60 * time.Second,
@@ -51,7 +52,7 @@ func SmokePlan() Plan {
 func FullPlan() Plan {
 	return Plan{
 		Name: "full", Rounds: 5, Warm: 500 * time.Millisecond, Window: 3 * time.Second,
-		CachedClients: []int{1, 8, 64}, ColdClients: []int{1, 8},
+		CachedClients: []int{1, 8, 64}, ColdClients: []int{1, 8}, ReuseClients: 64,
 		StampedeClients: 64, StampedeRounds: 5,
 		RotRounds: 3, RotWindow: 10 * time.Second, RotCached: 4, RotCold: 4,
 		PropagationDelay: 2 * time.Second, RotationIdleTimeout: 120 * time.Second,

@@ -88,6 +88,7 @@ type Report struct {
 
 	Cached   *Comparison
 	Cold     *Comparison
+	Reuse    []ReuseRound
 	Stampede []StampedeRound
 	Rotation *RotationResult
 	KeyGen   *KeyGenResult
@@ -121,6 +122,17 @@ func (r *Report) Evaluate() {
 		tr := PerRound(c.By[n][OpCreds], c.By[n][OpKV], func(a, b Summary) float64 { return ratio(a.Throughput, b.Throughput) })
 		add(Check{Measurement: "cached read", What: fmt.Sprintf("throughput vs KV-v2 read, %s", clientsLabel(n)), Target: "≥ 0.75×",
 			Measured: fmt.Sprintf("%.2f×", tr), OK: tr >= 0.75})
+		// The hop floor (issue 15): info against KV-v2 is what the external-plugin hop costs; the
+		// cached read against info is what the plugin adds to it.
+		n0 := c.Clients[0]
+		hop := PerRound(c.By[n0][OpInfo], c.By[n0][OpKV], func(a, b Summary) float64 { return ratio(p50(a), p50(b)) })
+		add(Check{Measurement: "hop", What: "plugin info p50 vs KV-v2 read, " + clientsLabel(n0), Target: "≤ 2.00×",
+			Measured: fmt.Sprintf("%.2f×", hop), OK: hop <= 2.0})
+		for _, n := range c.Clients {
+			pr := PerRound(c.By[n][OpCreds], c.By[n][OpInfo], func(a, b Summary) float64 { return ratio(p50(a), p50(b)) })
+			add(Check{Measurement: "cached read", What: fmt.Sprintf("p50 vs plugin info (hop floor), %s", clientsLabel(n)), Target: "≤ 1.05×",
+				Measured: fmt.Sprintf("%.2f×", pr), OK: pr <= 1.05})
+		}
 		add(Check{Measurement: "cached read", What: "failed requests", Target: "0", Measured: fmt.Sprint(len(c.Errors)), OK: len(c.Errors) == 0, Correctness: true})
 	}
 	if c := r.Cold; c != nil {
@@ -128,7 +140,25 @@ func (r *Report) Evaluate() {
 		pr := PerRound(c.By[n][OpCreds], pairBudget(c.By[n][OpRaw], c.By[n][OpKV]), func(a, b Summary) float64 { return ratio(p50(a), p50(b)) })
 		add(Check{Measurement: "cold mint", What: fmt.Sprintf("p50 vs 1.2×(raw sign+POST) + KV-v2 read, %s", clientsLabel(n)), Target: "≤ 1.00×",
 			Measured: fmt.Sprintf("%.2f×", pr), OK: pr <= 1.0})
+		for _, n := range c.Clients {
+			fl := leaseFloor(c.By[n][OpRaw], c.By[n][OpInfo], c.By[n][OpLease])
+			pr := PerRound(c.By[n][OpCreds], fl, func(a, b Summary) float64 { return ratio(p50(a), p50(b)) })
+			add(Check{Measurement: "cold mint", What: fmt.Sprintf("p50 vs raw sign+POST + hop floor + token create, %s", clientsLabel(n)), Target: "≤ 1.05×",
+				Measured: fmt.Sprintf("%.2f×", pr), OK: pr <= 1.05})
+		}
 		add(Check{Measurement: "cold mint", What: "failed requests", Target: "0", Measured: fmt.Sprint(len(c.Errors)), OK: len(c.Errors) == 0, Correctness: true})
+	}
+	if len(r.Reuse) > 0 {
+		per := make([]float64, 0, len(r.Reuse))
+		errs := 0
+		for _, u := range r.Reuse {
+			per = append(per, u.PerMint())
+			errs += u.Summary.Errors
+		}
+		m := Median(per)
+		add(Check{Measurement: "connection reuse", What: fmt.Sprintf("new Salesforce connections per per_lease mint after warm-up, %s (median of %d windows)", clientsLabel(r.Reuse[0].Clients), len(r.Reuse)),
+			Target: "0", Measured: fmt.Sprintf("%.3f", m), OK: m == 0})
+		add(Check{Measurement: "connection reuse", What: "failed requests", Target: "0", Measured: fmt.Sprint(errs), OK: errs == 0, Correctness: true})
 	}
 	if len(r.Stampede) > 0 {
 		worst, distinct, errs := int64(0), 0, 0
@@ -281,6 +311,17 @@ func (r *Report) Markdown() string {
 		}
 		w("\n")
 		writeErrors(&b, c.Errors)
+	}
+
+	if len(r.Reuse) > 0 {
+		w("### Connection reuse\n\n%s of `GET salesforce/creds/leased` (a token request on every read): after a warm-up, the\n", clientsLabel(r.Reuse[0].Clients))
+		w("emulator counts the TCP connections it accepts and the token requests it answers in each window; only the plugin\n")
+		w("talks to it then. A client that keeps enough idle connections per host opens none.\n\n")
+		w("| window | token requests | new connections | per mint | p50 | failed |\n|---|---|---|---|---|---|\n")
+		for i, u := range r.Reuse {
+			w("| %d | %d | %d | %.3f | %s | %d |\n", i+1, u.Mints, u.Connections, u.PerMint(), Dur(u.Summary.P50), u.Summary.Errors)
+		}
+		w("\n")
 	}
 
 	if len(r.Stampede) > 0 {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/backend/salesforce"
+	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/e2e"
 )
 
 // Operation names, as the report shows them.
@@ -325,4 +327,55 @@ func (e *Env) KeyGenUnderLoad(t testing.TB) *KeyGenResult {
 		t.Logf("key generation under load: round %d/%d: rotate took %s", r+1, p.KeyRounds, t1.Sub(t0).Round(time.Millisecond))
 	}
 	return res
+}
+
+// ReuseRound is one window of 64-client per_lease reads, counted at the emulator.
+type ReuseRound struct {
+	Clients     int
+	Mints       int64 // token requests the emulator answered in the window
+	Connections int64 // TCP connections it accepted in the window
+	Summary     Summary
+}
+
+// PerMint is new Salesforce connections per token request: 0 when the plugin's client reuses
+// its keep-alive connections (issue 15: the transport kept only 16 idle per host).
+func (r ReuseRound) PerMint() float64 {
+	if r.Mints == 0 {
+		return math.NaN()
+	}
+	return float64(r.Connections) / float64(r.Mints)
+}
+
+// ConnectionReuse runs ColdClients' largest count (64 in the full plan) of per_lease readers:
+// a warm-up that opens the connections, then a counted window. Only the plugin talks to the
+// emulator during it (the counters are read through a keep-alive admin client, before and after).
+func (e *Env) ConnectionReuse(t testing.TB) []ReuseRound {
+	t.Helper()
+	leased := e.ops()["leased"]
+	n := e.Plan.ReuseClients
+	var out []ReuseRound
+	for r := 0; r < e.Plan.Rounds; r++ {
+		Load(n, 0, e.Plan.Warm, leased, nil)
+		before := e.Emu.Counters(t)
+		w := Load(n, 0, e.Plan.Window, leased, nil)
+		after := e.Emu.Counters(t)
+		out = append(out, ReuseRound{Clients: n, Summary: Summarize(w),
+			Mints:       counterDelta(t, before, after, "token_requests"),
+			Connections: counterDelta(t, before, after, "connections")})
+		t.Logf("connection reuse: round %d/%d: %d mints, %d new connections", r+1, e.Plan.Rounds, out[r].Mints, out[r].Connections)
+	}
+	return out
+}
+
+// counterDelta is after[name] − before[name]; a missing counter fails rather than reading 0.
+func counterDelta(t testing.TB, before, after e2e.Counters, name string) int64 {
+	t.Helper()
+	get := func(c e2e.Counters) int64 {
+		var v int64
+		if err := json.Unmarshal(c[name], &v); err != nil {
+			t.Fatalf("emulator counter %q: %v", name, err)
+		}
+		return v
+	}
+	return get(after) - get(before)
 }

@@ -25,6 +25,9 @@ type Counters struct {
 	StagedCredentials         int            `json:"staged_credentials"`   // requests under …/{consumer}/staged
 	CredentialRotations       int            `json:"credential_rotations"` // successful PATCH {"command":"rotate"}
 	FaultsInjected            int            `json:"faults_injected"`
+	// Connections counts the TCP connections the TLS listener accepted (Start only, not Handler):
+	// a client that reuses its keep-alive connections opens none after its warm-up.
+	Connections int `json:"connections"`
 }
 
 func newCounters() Counters {

@@ -60,6 +60,11 @@ func (e *Emulator) Start(addr string) error {
 			NextProtos: []string{"http/1.1"},
 		},
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				e.count(func(c *Counters) { c.Connections++ })
+			}
+		},
 	}
 	e.srv, e.ln, e.url = srv, ln, url
 	go func() {

@@ -3,6 +3,7 @@ package emulator
 import (
 	"crypto/x509"
 	"encoding/pem"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -61,6 +62,39 @@ func TestTLSAndURL(t *testing.T) {
 	}
 	if err := e.Close(); err != nil {
 		t.Error("second Close:", err)
+	}
+}
+
+// The connection counter is what `make bench` reads to tell a client that reuses its keep-alive
+// connections from one that dials again.
+func TestConnectionsCounted(t *testing.T) {
+	e := New(Config{})
+	if err := e.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	get := func(c *http.Client) {
+		resp, err := c.Get(e.URL() + "/services/data/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	reuse := trustingClient(t, e)
+	for range 5 {
+		get(reuse)
+	}
+	if n := e.Counters().Connections; n != 1 {
+		t.Fatalf("5 requests on one keep-alive client opened %d connections, want 1", n)
+	}
+	dial := trustingClient(t, e)
+	dial.Transport.(*http.Transport).DisableKeepAlives = true
+	for range 3 {
+		get(dial)
+	}
+	if n := e.Counters().Connections; n != 4 {
+		t.Fatalf("3 requests without keep-alive: %d connections in all, want 4", n)
 	}
 }
 
