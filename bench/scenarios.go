@@ -20,6 +20,7 @@ const (
 	OpLease = "token create"
 	OpRaw   = "raw sign+POST"
 	OpInfo  = "plugin info (hop floor)"
+	OpCC    = "plugin creds, client_credentials"
 )
 
 // tokenCreate is the leased floor: a token of Vault's own with a short TTL (a lease in Vault's
@@ -34,6 +35,9 @@ func (e *Env) ops() map[string]Op {
 		"shared": func(int) error { return e.H.Expect("GET", Mount+"/creds/shared", nil, `"access_token"`) },
 		"leased": func(int) error {
 			return e.H.Expect("GET", Mount+"/creds/leased", nil, `"lease_id":"`+Mount+`/creds/leased/`)
+		},
+		OpCC: func(int) error {
+			return e.H.Expect("GET", Mount+"/creds/cc-leased", nil, `"lease_id":"`+Mount+`/creds/cc-leased/`)
 		},
 		OpKV:    func(int) error { return e.H.Expect("GET", kvSecret, nil, `"access_token"`) },
 		OpLease: func(int) error { return e.H.Expect("POST", "auth/token/create", tokenCreate, `"client_token"`) },
@@ -109,12 +113,13 @@ func (e *Env) CachedRead(t testing.TB) *Comparison {
 
 // ColdMint compares creds/<role> in per_lease mode (a token request on every read, and a lease)
 // with the raw work done without Vault (sign the same assertion with the same key and POST it
-// to the emulator), a KV-v2 read and a token create.
+// to the emulator), a KV-v2 read and a token create; and shows the client-credentials mint
+// beside them.
 func (e *Env) ColdMint(t testing.TB) *Comparison {
 	t.Helper()
 	o := e.ops()
-	ops := map[string]Op{OpCreds: o["leased"], OpRaw: o[OpRaw], OpKV: o[OpKV], OpLease: o[OpLease], OpInfo: o[OpInfo]}
-	return e.compare(t, "cold mint", e.Plan.ColdClients, []string{OpCreds, OpRaw, OpKV, OpLease, OpInfo}, ops)
+	ops := map[string]Op{OpCreds: o["leased"], OpRaw: o[OpRaw], OpKV: o[OpKV], OpLease: o[OpLease], OpInfo: o[OpInfo], OpCC: o[OpCC]}
+	return e.compare(t, "cold mint", e.Plan.ColdClients, []string{OpCreds, OpRaw, OpKV, OpLease, OpInfo, OpCC}, ops)
 }
 
 // StampedeRound is one stampede: clients reading one cold shared role at the same instant.

@@ -17,6 +17,7 @@ import (
 	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/backend/keyutil"
 	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/backend/salesforce"
 	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/e2e"
+	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/emulator"
 )
 
 // Mount points of this run.
@@ -151,6 +152,12 @@ func Setup(t testing.TB, plan Plan) *Env {
 	e.CreateRole(t, Mount, "rot-leased", "rot", leased)
 	e.CreateRole(t, Mount, "big-shared", "big", nil)
 	e.CreateRole(t, Mount, "big-leased", "big", leased)
+	// A client-credentials connection on the seed's External Client App: the same mint without
+	// a signature, for the app's run-as user (so its role names no username).
+	e.S.Write(t, Mount+"/connections/cc", map[string]any{"auth_flow": "client_credentials",
+		"consumer_key": emulator.DemoCCConsumerKey, "consumer_secret": emulator.DemoCCConsumerSecret,
+		"login_url": e.Emu.URL, "allow_non_salesforce_host": true, "ca_cert": e.Emu.CAPEM})
+	e.S.Write(t, Mount+"/roles/cc-leased", map[string]any{"connection": "cc", "token_mode": "per_lease", "ttl": "1h", "max_ttl": "1h"})
 
 	e.H = NewHTTP(e.S.Addr, e.S.Token, 128)
 	t.Cleanup(e.H.Close)
