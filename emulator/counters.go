@@ -24,6 +24,7 @@ type Counters struct {
 	OAuthCredentials          int            `json:"oauth_credentials"`    // GET apps/oauth/credentials/{app}[/{consumer}]
 	StagedCredentials         int            `json:"staged_credentials"`   // requests under …/{consumer}/staged
 	CredentialRotations       int            `json:"credential_rotations"` // successful PATCH {"command":"rotate"}
+	CredentialsStaged         int            `json:"credentials_staged"`   // successful POST …/staged: new pairs made
 	FaultsInjected            int            `json:"faults_injected"`
 }
 
