@@ -106,6 +106,7 @@ func (b *backend) startCredentialsRotation(ctx context.Context, s logical.Storag
 		return nil, nil, err
 	}
 	b.Logger().Info("consumer credential rotation started", "connection", name, "trigger", trigger, "version", v)
+	b.noteCredentialsStarted(name, ring)
 	return conn, ring, nil
 }
 
@@ -174,6 +175,7 @@ func (b *backend) driveCredentials(ctx context.Context, s logical.Storage, name 
 // scheduleCredentials puts the connection's consumer rotation on the schedule (or takes it off).
 func (b *backend) scheduleCredentials(ctx context.Context, s logical.Storage, name string, conn *connectionEntry) error {
 	if conn == nil || !conn.clientCredentials() {
+		b.metrics.credRing(name, nil, nil, b.now())
 		b.sched.set(ccSchedKey(name), time.Time{})
 		return nil
 	}
@@ -181,6 +183,7 @@ func (b *backend) scheduleCredentials(ctx context.Context, s logical.Storage, na
 	if err != nil {
 		return err
 	}
+	b.metrics.credRing(name, conn, ring, b.now())
 	b.sched.set(ccSchedKey(name), nextCredentialsWork(conn, ring, b.now()))
 	return nil
 }
@@ -381,6 +384,7 @@ func (b *backend) applyCredentials(ctx context.Context, s logical.Storage, name 
 	if err := b.putCredRing(ctx, s, name, ring); err != nil {
 		return err
 	}
+	b.noteCredentialsTransition(name, st, t, ring)
 	switch t.change {
 	case ccActivateNew:
 		if a := ring.active(); a != nil && a.ConsumerKey != "" && a.ConsumerKey != conn.ConsumerKey {

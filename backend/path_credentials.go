@@ -147,10 +147,7 @@ func (b *backend) credentialsRotationData(conn *connectionEntry, ring *credRing)
 	if consumerID == "" {
 		consumerID = ring.ConsumerID
 	}
-	next := scheduledCredentialsRotationAt(conn, ring, b.now())
-	if st.State == ccStateFailed && !next.IsZero() && !st.probing() {
-		next = laterOf(next, st.LastAttemptAt.Add(failureBackoff(st.Failures)))
-	}
+	next := nextScheduledCredentialsRotation(conn, ring, b.now())
 	if st.inFlight() || st.probing() {
 		next = nextCredentialsWork(conn, ring, b.now()) // the next step of this one
 	}

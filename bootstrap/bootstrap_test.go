@@ -218,8 +218,14 @@ func TestMetadataReferences(t *testing.T) {
 		}
 	}
 	for _, c := range byFolder["extlClntAppGlobalOauthSets"] {
-		if got := c.fields["certificate"]; len(got) != 1 {
-			t.Errorf("%s: needs exactly one certificate element, has %d", c.path, len(got))
+		// A JWT bearer app holds Vault's certificate; a client-credentials one authenticates
+		// with its consumer secret and holds none.
+		want := 1
+		if slices.Equal(c.fields["isClientCredentialsFlowEnabled"], []string{"true"}) {
+			want = 0
+		}
+		if got := c.fields["certificate"]; len(got) != want {
+			t.Errorf("%s: needs %d certificate element(s), has %d", c.path, want, len(got))
 		}
 		// The plugin's default eca_oauth_settings_name is <app_name>_glbloauth.
 		if app := c.fields["externalClientApplication"]; len(app) == 1 && c.name != app[0]+"_glbloauth" {
@@ -236,6 +242,10 @@ func TestMetadataReferences(t *testing.T) {
 		}
 	}
 	for _, c := range byFolder["extlClntAppOauthPolicies"] {
+		// The client credentials flow needs its run-as user named where it is enabled.
+		if slices.Equal(c.fields["isClientCredentialsFlowEnabled"], []string{"true"}) && len(c.fields["clientCredentialsFlowUser"]) != 1 {
+			t.Errorf("%s: enables the client credentials flow without one clientCredentialsFlowUser", c.path)
+		}
 		if got := c.fields["permittedUsersPolicyType"]; !slices.Equal(got, []string{"AdminApprovedPreAuthorized"}) {
 			t.Errorf("%s: permittedUsersPolicyType must be AdminApprovedPreAuthorized, got %v", c.path, got)
 		}

@@ -24,6 +24,7 @@ type Counters struct {
 	OAuthCredentials          int            `json:"oauth_credentials"`    // GET apps/oauth/credentials/{app}[/{consumer}]
 	StagedCredentials         int            `json:"staged_credentials"`   // requests under …/{consumer}/staged
 	CredentialRotations       int            `json:"credential_rotations"` // successful PATCH {"command":"rotate"}
+	CredentialsStaged         int            `json:"credentials_staged"`   // successful POST …/staged: new pairs made
 	FaultsInjected            int            `json:"faults_injected"`
 	// Connections counts the TCP connections the TLS listener accepted (Start only, not Handler):
 	// a client that reuses its keep-alive connections opens none after its warm-up.

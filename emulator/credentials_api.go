@@ -330,6 +330,7 @@ func (e *Emulator) handleStagedCredentials(w http.ResponseWriter, r *http.Reques
 			expires:   now.Add(e.cfg.StagedCredentialLifetime),
 		}
 		status = http.StatusCreated
+		e.counters.CredentialsStaged++
 		e.logf("emulator: app %s: credentials staged", st.def.ConsumerKey)
 	}
 	a := cloneApp(st.def)

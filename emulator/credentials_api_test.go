@@ -570,3 +570,31 @@ func TestDemoSeedClientCredentials(t *testing.T) {
 		t.Errorf("consumer %v", m)
 	}
 }
+
+// A fault limited to one method hits only it: the slot still reads and stages while the rotate
+// fails; credentials_staged counts the pairs made.
+func TestCredentialsAPIFaultByMethod(t *testing.T) {
+	f := newECAFixture(t, Config{})
+	cp := f.consumerPath()
+	f.e.AddFault(Fault{Endpoint: "staged_credentials", Kind: FaultStatus, Status: 503, Method: "patch"})
+	if r := f.api(t, "GET", cp+"/staged", ""); r.status != 200 {
+		t.Errorf("GET under a PATCH fault: %d %s", r.status, r.body)
+	}
+	st := f.stage(t)
+	if r := f.api(t, "PATCH", cp+"/staged/"+st.ID, `{"command":"rotate"}`); r.status != 503 {
+		t.Errorf("PATCH under a PATCH fault: %d %s", r.status, r.body)
+	}
+	f.e.ClearFaults()
+	if r := f.api(t, "PATCH", cp+"/staged/"+st.ID, `{"command":"rotate"}`); r.status != 200 {
+		t.Errorf("PATCH after the fault: %d %s", r.status, r.body)
+	}
+	if c := f.e.Counters(); c.CredentialsStaged != 1 || c.CredentialRotations != 1 || c.FaultsInjected != 1 {
+		t.Errorf("counters %+v", c)
+	}
+	// The admin API's form carries the method.
+	var back Fault
+	b, _ := json.Marshal(Fault{Endpoint: "staged_credentials", Kind: FaultStatus, Method: "DELETE"})
+	if err := json.Unmarshal(b, &back); err != nil || back.Method != "DELETE" {
+		t.Errorf("round trip %s: %+v %v", b, back, err)
+	}
+}

@@ -32,6 +32,7 @@ type Fault struct {
 	Latency  time.Duration // "latency" delay; "hang" hold time (0 = until the client leaves); "status" 429 Retry-After
 	Count    int           // requests affected; 0 = every matching request until ClearFaults
 	Username string        // optional: only token requests whose sub (JWT) or run-as user (client credentials) is this user
+	Method   string        // optional: only requests with this HTTP method (e.g. PATCH: the rotate of staged credentials, not the reads of the slot)
 }
 
 type faultState struct {
@@ -60,7 +61,10 @@ func (e *Emulator) ClearFaults() {
 // faultApplies decides whether f hits a request. Kinds that only mean
 // something at one endpoint are kept for it, so a "*" wrong_instance_url
 // fault is not used up by a userinfo call.
-func faultApplies(f Fault, endpoint, username string) bool {
+func faultApplies(f Fault, endpoint, username, method string) bool {
+	if f.Method != "" && !strings.EqualFold(f.Method, method) {
+		return false
+	}
 	switch f.Kind {
 	case FaultWrongInstanceURL:
 		if endpoint != "token" {
@@ -86,11 +90,11 @@ func faultApplies(f Fault, endpoint, username string) bool {
 	return true
 }
 
-func (e *Emulator) takeFault(endpoint, username string) *Fault {
+func (e *Emulator) takeFault(endpoint, username, method string) *Fault {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for i, fs := range e.faults {
-		if !faultApplies(fs.f, endpoint, username) {
+		if !faultApplies(fs.f, endpoint, username, method) {
 			continue
 		}
 		if fs.f.Count > 0 {
@@ -110,7 +114,7 @@ func (e *Emulator) takeFault(endpoint, username string) *Fault {
 // is done (or the connection gone); otherwise the handler carries on and
 // acts on the returned fault if its kind concerns it.
 func (e *Emulator) injectFault(w http.ResponseWriter, r *http.Request, endpoint, username string) (*Fault, bool) {
-	f := e.takeFault(endpoint, username)
+	f := e.takeFault(endpoint, username, r.Method)
 	if f == nil {
 		return nil, false
 	}

@@ -107,11 +107,12 @@ type faultJSON struct {
 	Latency  jsonDuration `json:"latency"`
 	Count    int          `json:"count"`
 	Username string       `json:"username"`
+	Method   string       `json:"method,omitempty"`
 }
 
 // MarshalJSON writes the admin API's form (latency as "250ms").
 func (f Fault) MarshalJSON() ([]byte, error) {
-	return json.Marshal(faultJSON{f.Endpoint, f.Kind, f.Status, jsonDuration(f.Latency), f.Count, f.Username})
+	return json.Marshal(faultJSON{f.Endpoint, f.Kind, f.Status, jsonDuration(f.Latency), f.Count, f.Username, f.Method})
 }
 
 // UnmarshalJSON reads the admin API's form.
@@ -120,6 +121,6 @@ func (f *Fault) UnmarshalJSON(b []byte) error {
 	if err := decodeStrict(b, &j); err != nil {
 		return err
 	}
-	*f = Fault{j.Endpoint, j.Kind, j.Status, time.Duration(j.Latency), j.Count, j.Username}
+	*f = Fault{j.Endpoint, j.Kind, j.Status, time.Duration(j.Latency), j.Count, j.Username, j.Method}
 	return nil
 }
