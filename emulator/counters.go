@@ -25,6 +25,7 @@ type Counters struct {
 	StagedCredentials         int            `json:"staged_credentials"`   // requests under …/{consumer}/staged
 	CredentialRotations       int            `json:"credential_rotations"` // successful PATCH {"command":"rotate"}
 	FaultsInjected            int            `json:"faults_injected"`
+	TenantSecret              int            `json:"tenant_secret"` // TenantSecret and Tooling Certificate requests
 }
 
 func newCounters() Counters {
