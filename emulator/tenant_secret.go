@@ -65,9 +65,9 @@ type byokCert struct {
 
 type tenantSecret struct {
 	ID, OrgID, Type, Status, Source, KeyDerivationMode, Description, Hash string
-	Version                                                              int
-	plain                                                                []byte
-	Created, Modified                                                    time.Time
+	Version                                                               int
+	plain                                                                 []byte
+	Created, Modified                                                     time.Time
 }
 
 // byokState is the BYOK part of the store, guarded by Emulator.mu.
