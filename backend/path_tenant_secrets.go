@@ -49,7 +49,9 @@ func tenantSecretConfigFields() map[string]*framework.FieldSchema {
 }
 
 func pathTenantSecrets(b *backend) []*framework.Path {
-	conn := func(f map[string]*framework.FieldSchema) map[string]*framework.FieldSchema { return withName("connection", f) }
+	conn := func(f map[string]*framework.FieldSchema) map[string]*framework.FieldSchema {
+		return withName("connection", f)
+	}
 	return []*framework.Path{
 		pathSpec{pattern: tenantSecretPattern("/rotate"), verb: "rotate", suffix: "tenant-secret", fields: conn(tenantSecretTypeField()),
 			ops:      map[logical.Operation]framework.OperationHandler{logical.UpdateOperation: changes(b.pathTenantSecretRotate, "Generate, wrap and upload a new tenant secret now.")},
