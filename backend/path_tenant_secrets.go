@@ -168,6 +168,7 @@ func (b *backend) pathTenantSecretWrite(ctx context.Context, req *logical.Reques
 	if err := putJSON(ctx, req.Storage, tenantSecretConfigPath(name, typ), &next); err != nil {
 		return nil, err
 	}
+	b.scheduleTenantSecret(name, typ, &next)
 	return &logical.Response{Data: tenantSecretInfo(&next, conn)}, nil
 }
 
@@ -261,6 +262,7 @@ func (b *backend) pathTenantSecretDelete(ctx context.Context, req *logical.Reque
 	if len(cfg.Versions) > 0 || cfg.Pending != nil {
 		return logical.ErrorResponse("tenant secret type %q has versions at Salesforce whose export only Vault keeps: deleting would make a destroyed version impossible to restore; turn rotation_period off instead", typ), nil
 	}
+	b.sched.set(tsSchedKey(name, typ), time.Time{})
 	return nil, req.Storage.Delete(ctx, tenantSecretConfigPath(name, typ))
 }
 
@@ -273,6 +275,9 @@ func (b *backend) pathTenantSecretRotate(ctx context.Context, req *logical.Reque
 		return ferr.response(), nil
 	}
 	cfg, userErr, err := b.rotateTenantSecret(ctx, req.Storage, name, typ, "manual")
+	if cfg != nil {
+		b.scheduleTenantSecret(name, typ, cfg)
+	}
 	switch {
 	case err != nil:
 		return nil, err

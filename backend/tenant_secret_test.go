@@ -205,3 +205,29 @@ func TestTenantSecretRotationResumesAfterCrashAtEveryStep(t *testing.T) {
 		})
 	}
 }
+
+// rotation_period drives rotations from the periodic func: the first at once, the next one
+// period later, none in between; a restarted backend picks the schedule up from storage.
+func TestTenantSecretScheduledRotation(t *testing.T) {
+	e := newTenantSecretEnv(t, map[string]any{"rotation_period": "24h"})
+	e.tick()
+	if n := len(e.emu.TenantSecrets("")); n != 1 {
+		t.Fatalf("after the first tick: %d uploads", n)
+	}
+	e.clock.Advance(23 * time.Hour)
+	e.tick()
+	if n := len(e.emu.TenantSecrets("")); n != 1 {
+		t.Fatalf("before the period: %d uploads", n)
+	}
+	e.b.Cleanup(context.Background())
+	e.b = restartBackend(t, e)
+	e.clock.Advance(2 * time.Hour)
+	e.tick()
+	at := e.emu.TenantSecrets("")
+	if len(at) != 2 || at[1].Status != emulator.TenantSecretActive {
+		t.Fatalf("after the period: %+v", at)
+	}
+	if cfg := mustOK(t, e.read(tsPath)).Data; cfg["next_scheduled_rotation"] == "" || cfg["active_version"] != 2 {
+		t.Fatalf("config after the scheduled rotation: %v", cfg)
+	}
+}
