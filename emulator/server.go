@@ -142,6 +142,7 @@ func (e *Emulator) routes() http.Handler {
 	mux.HandleFunc("PATCH /services/data/{ver}/sobjects/TenantSecret/{id}", e.handleTenantSecret)
 	mux.HandleFunc("GET /services/data/{ver}/tooling/query", e.handleToolingQuery)
 	mux.HandleFunc("GET /services/data/{ver}/tooling/sobjects/Certificate/{id}/CertificateChain", e.handleCertificateChain)
+	e.byokAdminRoutes(mux)
 	e.adminRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { writeNotFound(w) })
 	return e.logRequests(collapseSlashes(mux))
