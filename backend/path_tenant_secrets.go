@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/backend/keyutil"
+	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/backend/salesforce"
 )
 
 // tenantSecretPattern is connections/<name>/tenant-secrets/<type> followed by suffix. Any
@@ -280,7 +281,7 @@ func (b *backend) pathTenantSecretRotate(ctx context.Context, req *logical.Reque
 	}
 	switch {
 	case err != nil:
-		return nil, err
+		return tenantSecretFailure(err)
 	case userErr != "":
 		return logical.ErrorResponse("the rotation did not happen: %s", userErr), nil
 	case cfg == nil:
@@ -383,6 +384,9 @@ func (b *backend) changeTenantSecretStatus(ctx context.Context, req *logical.Req
 	}
 	defer api.close()
 	if err := api.client.UpdateTenantSecret(ctx, api.sess, v.SalesforceID, fields); err != nil {
+		if !salesforce.Refused(err) {
+			return tenantSecretFailure(err)
+		}
 		return logical.ErrorResponse("Salesforce did not change version %d: %s", n, describeTenantSecretError(err)), nil
 	}
 	cfg, err = b.updateTenantSecretConfig(ctx, req.Storage, cfg, func(c *tenantSecretConfig) {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"net/http"
 	"sync"
 	"time"
 
@@ -250,7 +251,11 @@ func (b *backend) finishTenantSecretRotation(ctx context.Context, s logical.Stor
 		return cfg, "", fmt.Errorf("the sealed secret of pending version %d is missing", p.Version)
 	}
 	api, err := b.connectionAPI(ctx, s, cfg.Connection, "connection", defaultAPIVersion)
-	if err != nil {
+	var ue *salesforce.UpstreamError
+	switch {
+	case errors.As(err, &ue):
+		return cfg, "", err // an outage: the rotation stays recorded and resumes
+	case err != nil:
 		return cfg, describeTenantSecretError(err), nil
 	}
 	defer api.close()
@@ -388,6 +393,16 @@ func (b *backend) applyTenantSecretRetention(ctx context.Context, s logical.Stor
 		b.Logger().Warn("destroyed an archived tenant secret (retention): data encrypted under it is unreadable", "connection", cfg.Connection, "type", cfg.Type, "version", old.Version)
 	}
 	return cfg, nil
+}
+
+// tenantSecretFailure is the answer to a rotation that failed other than by a refusal: 502 for
+// Salesforce unreachable or failing (the rotation stays recorded), else as errorResponse.
+func tenantSecretFailure(err error) (*logical.Response, error) {
+	var ue *salesforce.UpstreamError
+	if errors.As(err, &ue) {
+		return nil, logical.CodedError(http.StatusBadGateway, "Salesforce did not complete the call; the rotation is recorded and resumes on the next rotate or periodic tick: "+ue.Error())
+	}
+	return errorResponse(err)
 }
 
 // describeTenantSecretError is the 400 text of a Salesforce refusal: its code and message (no

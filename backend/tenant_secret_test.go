@@ -4,10 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/emulator"
 )
@@ -229,5 +233,36 @@ func TestTenantSecretScheduledRotation(t *testing.T) {
 	}
 	if cfg := mustOK(t, e.read(tsPath)).Data; cfg["next_scheduled_rotation"] == "" || cfg["active_version"] != 2 {
 		t.Fatalf("config after the scheduled rotation: %v", cfg)
+	}
+}
+
+// An outage during the upload is a 502, leaves the rotation recorded, and the next rotate
+// finishes it with the same secret and one upload.
+func TestTenantSecretOutageResumes(t *testing.T) {
+	e := newTenantSecretEnv(t, nil)
+	e.emu.AddFault(emulator.Fault{Endpoint: "tenant_secret", Kind: emulator.FaultStatus, Status: 503, Count: 1})
+	_, err := e.do(logical.UpdateOperation, tsPath+"/rotate", nil)
+	var ce logical.HTTPCodedError
+	if !errors.As(err, &ce) || ce.Code() != http.StatusBadGateway {
+		t.Fatalf("an outage answered %v, want a 502", err)
+	}
+	cfg := mustOK(t, e.read(tsPath)).Data
+	if cfg["rotation_state"] != tsGenerated || cfg["pending_version"] != 1 {
+		t.Fatalf("after the outage: %v", cfg)
+	}
+	v := mustOK(t, e.write(tsPath+"/rotate", nil)).Data
+	at := e.emu.TenantSecrets("")
+	if len(at) != 1 || v["version"] != 1 || at[0].Hash != v["hash_sha256"] {
+		t.Fatalf("after the resume: Salesforce %+v, Vault %v", at, v)
+	}
+	// Destroy during an outage: a 502, nothing recorded.
+	e.clock.Advance(25 * time.Hour)
+	mustOK(t, e.write(tsPath+"/rotate", nil))
+	e.emu.AddFault(emulator.Fault{Endpoint: "tenant_secret", Kind: emulator.FaultStatus, Status: 503, Count: 100})
+	if _, err := e.do(logical.UpdateOperation, tsPath+"/versions/1/destroy", nil); !errors.As(err, &ce) || ce.Code() != http.StatusBadGateway {
+		t.Fatalf("destroy during an outage: %v", err)
+	}
+	if r := mustOK(t, e.read(tsPath+"/versions/1")).Data; r["status"] != tsArchived {
+		t.Fatalf("a failed destroy changed the table: %v", r)
 	}
 }

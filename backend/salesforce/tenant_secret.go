@@ -109,6 +109,12 @@ func (c *Client) UpdateTenantSecret(ctx context.Context, s Session, id string, f
 	return c.rest(ctx, s, "update the tenant secret", http.MethodPatch, "sobjects/TenantSecret/"+url.PathEscape(id), payload, nil)
 }
 
+// Refused reports whether Salesforce answered err as a REST refusal (not an outage).
+func Refused(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae)
+}
+
 func soqlQuote(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s)
 }
