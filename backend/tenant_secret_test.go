@@ -266,3 +266,56 @@ func TestTenantSecretOutageResumes(t *testing.T) {
 		t.Fatalf("a failed destroy changed the table: %v", r)
 	}
 }
+
+// A crash before every write of a rotation that also applies retention: after a restart and
+// one more rotate, Salesforce holds exactly three uploads, and every version Vault erased is
+// destroyed at Salesforce (never erased here first).
+func TestTenantSecretRetentionCrashAtEveryStep(t *testing.T) {
+	setup := func(t *testing.T) *testEnv {
+		e := newTenantSecretEnv(t, map[string]any{"keep_archived": 1, "auto_destroy": true})
+		for i := 0; i < 2; i++ {
+			mustOK(t, e.write(tsPath+"/rotate", nil))
+			e.clock.Advance(25 * time.Hour)
+		}
+		return e
+	}
+	e := setup(t)
+	counting := &crashStorage{Storage: e.storage}
+	if _, msg, err := e.b.rotateTenantSecret(context.Background(), counting, "prod", "data", "manual"); err != nil || msg != "" {
+		t.Fatalf("setup: %v %s", err, msg)
+	}
+	total := counting.puts
+	for n := 1; n <= total; n++ {
+		t.Run(fmt.Sprintf("crash before write %d", n), func(t *testing.T) {
+			e := setup(t)
+			crashing := &crashStorage{Storage: e.storage, n: n}
+			if _, _, err := e.b.rotateTenantSecret(context.Background(), crashing, "prod", "data", "manual"); err == nil {
+				t.Fatalf("no crash at write %d", n)
+			}
+			e.b.Cleanup(context.Background())
+			e.b = restartBackend(t, e)
+			if len(e.emu.TenantSecrets("")) == 2 { // the crash came before the upload: rotate anew
+				mustOK(t, e.write(tsPath+"/rotate", nil))
+			} else if r := e.write(tsPath+"/rotate", nil); r != nil && r.IsError() && !strings.Contains(r.Error().Error(), "once every") {
+				t.Fatalf("resume: %v", r.Error())
+			}
+			at := e.emu.TenantSecrets("")
+			if len(at) != 3 {
+				t.Fatalf("%d uploads at Salesforce, want 3", len(at))
+			}
+			vs := e.tsVersions()
+			held := map[string]bool{}
+			for _, v := range vs {
+				held[v.(map[string]any)["salesforce_id"].(string)] = true
+			}
+			for _, s := range at {
+				if !held[s.ID] && s.Status != emulator.TenantSecretDestroyed {
+					t.Fatalf("version %d was erased from Vault but is %s at Salesforce", s.Version, s.Status)
+				}
+			}
+			if at[2].Status != emulator.TenantSecretActive {
+				t.Fatalf("the last upload is %s", at[2].Status)
+			}
+		})
+	}
+}
