@@ -194,7 +194,8 @@ func (b *backend) rotateTenantSecret(ctx context.Context, s logical.Storage, nam
 	k := cfg.rotationKey()
 	b.metrics.rotation(k, cfg.Pending.State)
 	dataPath := "connections/" + name + "/tenant-secrets/" + typ
-	b.events.rotationStarted(k, dataPath, trigger, cfg.Pending.Version, cfg.activeVersion())
+	previous := cfg.activeVersion()
+	b.events.rotationStarted(k, dataPath, trigger, cfg.Pending.Version, previous)
 	cfg, userErr, err = b.finishTenantSecretRotation(ctx, s, cfg, fresh)
 	if err != nil || userErr != "" {
 		b.metrics.rotationFailed(k)
@@ -203,11 +204,11 @@ func (b *backend) rotateTenantSecret(ctx context.Context, s logical.Storage, nam
 		if cfg != nil && cfg.Pending != nil {
 			pending = cfg.Pending.Version
 		}
-		b.events.rotationFailed(k, dataPath, pending, 0)
+		b.events.rotationFailed(k, dataPath, pending, previous)
 		return cfg, userErr, err
 	}
 	b.metrics.rotation(k, "idle")
-	b.events.rotationCompleted(k, dataPath, cfg.activeVersion(), 0)
+	b.events.rotationCompleted(k, dataPath, cfg.activeVersion(), previous)
 	return cfg, "", nil
 }
 

@@ -319,3 +319,19 @@ func TestTenantSecretRetentionCrashAtEveryStep(t *testing.T) {
 		})
 	}
 }
+
+// A rotation announces itself on Vault's event bus as started and completed, with the
+// versions, under kind tenant_secret.
+func TestTenantSecretRotationEvents(t *testing.T) {
+	e := newTenantSecretEnv(t, nil)
+	mustOK(t, e.write(tsPath+"/rotate", nil))
+	var kinds []string
+	for _, ev := range e.sentEvents() {
+		if ev.md["kind"] == kindTenantSecret && ev.md["target"] == "data" {
+			kinds = append(kinds, ev.md["outcome"]+":"+ev.md["active_version"]+ev.md["pending_version"])
+		}
+	}
+	if strings.Join(kinds, ",") != "started:1,completed:1" {
+		t.Fatalf("events %v", kinds)
+	}
+}
