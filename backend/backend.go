@@ -114,6 +114,7 @@ func newBackend() *backend {
 			pathRotation(b),
 			pathCredentials(b),
 			pathCacheOnly(b),
+			pathTenantSecrets(b),
 			pathConnections(b),
 			pathRoles(b),
 			pathCreds(b),

@@ -432,23 +432,27 @@ func (a *credentialsAPI) close() {
 	a.b.revokeQuietly(ctx, "credentials rotation", a.client, a.sess.AccessToken)
 }
 
-// credentialsAPI logs in through credentials_rotation_connection: as its run-as user
-// (client_credentials) or its deploy_username, else verify_username (jwt_bearer).
+// credentialsAPI logs in through credentials_rotation_connection.
 func (b *backend) credentialsAPI(ctx context.Context, s logical.Storage, conn *connectionEntry) (*credentialsAPI, error) {
-	rcName := conn.CredentialsRotationConnection
+	return b.connectionAPI(ctx, s, conn.CredentialsRotationConnection, "credentials_rotation_connection", salesforce.StagedCredentialsVersion(conn.APIVersion))
+}
+
+// connectionAPI logs in through connection rcName (named by field, for the errors): as its
+// run-as user (client_credentials) or its deploy_username, else verify_username (jwt_bearer).
+func (b *backend) connectionAPI(ctx context.Context, s logical.Storage, rcName, field, apiVersion string) (*credentialsAPI, error) {
 	rc, err := b.snapshot(ctx, s, rcName)
 	if err != nil {
 		return nil, err
 	}
 	if rc == nil {
-		return nil, fieldErr("credentials_rotation_connection", "(%s) does not exist any more: create it or name another connection", rcName)
+		return nil, fieldErr(field, "(%s) does not exist any more: create it or name another connection", rcName)
 	}
 	var tok *salesforce.Token
 	api := &credentialsAPI{b: b}
 	allowAny := rc.entry.AllowNonSalesforceHost
 	if rc.entry.clientCredentials() {
 		if rc.cc == nil {
-			return nil, fieldErr("credentials_rotation_connection", "(%s) has no consumer secret for its login_url", rcName)
+			return nil, fieldErr(field, "(%s) has no consumer secret for its login_url", rcName)
 		}
 		api.client = rc.cc.client
 		tok, err = rc.cc.client.RequestClientCredentialsToken(ctx, rc.cc.key, rc.cc.secret)
@@ -458,16 +462,16 @@ func (b *backend) credentialsAPI(ctx context.Context, s logical.Storage, conn *c
 			user = rc.entry.VerifyUsername
 		}
 		if user == "" || rc.active == nil {
-			return nil, fieldErr("credentials_rotation_connection", "(%s) needs an active key and a deploy_username (or verify_username) to log in as", rcName)
+			return nil, fieldErr(field, "(%s) needs an active key and a deploy_username (or verify_username) to log in as", rcName)
 		}
 		api.client, allowAny = rc.active.client, rc.active.origin.AllowNonSalesforceHost
 		tok, err = rc.requestToken(ctx, b, rc.active, user)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("logging in through credentials_rotation_connection %s: %w", rcName, err)
+		return nil, fmt.Errorf("logging in through %s %s: %w", field, rcName, err)
 	}
 	api.sess = salesforce.Session{InstanceURL: tok.InstanceURL, AccessToken: tok.AccessToken,
-		APIVersion: salesforce.StagedCredentialsVersion(conn.APIVersion), AllowNonSalesforceHost: allowAny}
+		APIVersion: apiVersion, AllowNonSalesforceHost: allowAny}
 	return api, nil
 }
 

@@ -248,3 +248,62 @@ func TestConsumerSecretsNeverLeakThroughRotation(t *testing.T) {
 		}
 	}
 }
+
+// TestTenantSecretsNeverLeak drives tenant secret rotations through success, a refusal, an
+// outage, destroy, restore and a restart, reads every path, and scans every response, error,
+// warning and log line for each tenant secret (raw, base64, hex) and its export value.
+func TestTenantSecretsNeverLeak(t *testing.T) {
+	e := newTenantSecretEnv(t, map[string]any{"keep_archived": 1, "auto_destroy": true})
+	mustOK(t, e.write(tsPath+"/rotate", nil))
+	e.do(logical.UpdateOperation, tsPath+"/rotate", nil) // refused: too soon
+	e.clock.Advance(25 * time.Hour)
+	var sealed []tenantSecretValue
+	keep := func() {
+		for v := 1; v < 10; v++ {
+			if val, _ := getEntry[tenantSecretValue](context.Background(), e.storage, tenantSecretValuePath("prod", "data", v)); val != nil {
+				sealed = append(sealed, *val)
+			}
+		}
+	}
+	e.emu.AddFault(emulator.Fault{Endpoint: "tenant_secret", Kind: emulator.FaultStatus, Status: 500, Count: 100})
+	e.do(logical.UpdateOperation, tsPath+"/rotate", nil) // an outage: left pending
+	e.emu.ClearFaults()
+	keep()
+	e.b.Cleanup(context.Background())
+	e.b = restartBackend(t, e)
+	e.tick() // resumes the pending rotation
+	keep()
+	e.clock.Advance(25 * time.Hour)
+	mustOK(t, e.write(tsPath+"/rotate", nil))
+	keep()
+	e.clock.Advance(25 * time.Hour)
+	mustOK(t, e.write(tsPath+"/rotate", nil)) // retention destroys the oldest
+	keep()
+	for _, p := range []string{tsPath, tsPath + "/versions/1", tsPath + "/versions/2", tsPath + "/versions/4"} {
+		e.read(p)
+	}
+	e.list(tsPath + "/versions")
+	e.do(logical.UpdateOperation, tsPath+"/versions/4/destroy", nil)
+	e.do(logical.UpdateOperation, tsPath+"/versions/4/restore", nil)
+	e.do(logical.UpdateOperation, tsPath+"/versions/5/destroy", nil) // the active one: refused
+	if len(sealed) < 3 {
+		t.Fatalf("setup: %d sealed secrets seen", len(sealed))
+	}
+	e.mu.Lock()
+	all := strings.Join(append([]string{e.logs.String()}, e.responses...), "\n")
+	n := len(e.responses)
+	e.mu.Unlock()
+	if n < 10 {
+		t.Fatalf("only %d responses recorded", n)
+	}
+	for i, s := range sealed {
+		for _, needle := range []string{string(s.Secret), base64.StdEncoding.EncodeToString(s.Secret), base64.RawURLEncoding.EncodeToString(s.Secret), hex.EncodeToString(s.Secret)} {
+			if strings.Contains(all, needle) {
+				t.Fatalf("tenant secret %d appears in a response or log", i)
+			}
+		}
+		if s.Export != "" && strings.Contains(all, s.Export[:40]) {
+			t.Fatalf("the export value of secret %d appears in a response or log", i)
+		}
+	}
+}

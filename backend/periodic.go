@@ -37,6 +37,10 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 			b.driveCredentials(dctx, req.Storage, conn) // a consumer credential rotation
 			continue
 		}
+		if key, ok := strings.CutPrefix(name, tsSchedPrefix); ok {
+			b.driveTenantSecret(dctx, req.Storage, key) // a tenant secret rotation
+			continue
+		}
 		b.drive(dctx, req.Storage, name)
 	}
 	return nil

@@ -124,6 +124,9 @@ func (b *backend) loadSchedule(ctx context.Context, s logical.Storage) error {
 			}
 		}
 	}
+	if err := b.loadTenantSecretSchedule(ctx, s); err != nil {
+		return err
+	}
 	b.sched.markLoaded()
 	return nil
 }

@@ -28,7 +28,8 @@ type Counters struct {
 	FaultsInjected            int            `json:"faults_injected"`
 	// Connections counts the TCP connections the TLS listener accepted (Start only, not Handler):
 	// a client that reuses its keep-alive connections opens none after its warm-up.
-	Connections int `json:"connections"`
+	Connections  int `json:"connections"`
+	TenantSecret int `json:"tenant_secret"` // TenantSecret and Tooling Certificate requests
 }
 
 func newCounters() Counters {

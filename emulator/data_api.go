@@ -111,6 +111,13 @@ func (e *Emulator) handleQuery(w http.ResponseWriter, r *http.Request) {
 			rows = append(rows, userRecord(base, u))
 		}
 		schema = userRecord(base, User{})
+	case "tenantsecret":
+		if !s.user.HasPermission(PermManageEncryptionKeys) {
+			writeRESTError(w, http.StatusForbidden, "INSUFFICIENT_ACCESS_OR_READONLY", "insufficient access rights: the user needs the Manage Encryption Keys permission")
+			return
+		}
+		rows = e.tenantSecretRows(s.org.ID, base)
+		schema = tenantSecretRecord(base, &tenantSecret{}, nil)
 	default:
 		writeRESTError(w, http.StatusBadRequest, "INVALID_TYPE",
 			"sObject type '"+typ+"' is not supported. If you are attempting to use a custom object, be sure to append the '__c' after the entity name.")

@@ -82,6 +82,7 @@ type Emulator struct {
 	deploys  map[string]*deployJob
 	faults   []*faultState
 	counters Counters
+	byok     *byokState // BYOK certificates and tenant secrets, made on first use
 
 	srvMu     sync.Mutex
 	srv       *http.Server

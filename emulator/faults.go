@@ -26,7 +26,7 @@ const (
 
 // Fault is an injected failure. JSON (admin API) is in json.go.
 type Fault struct {
-	Endpoint string        // "token","revoke","userinfo","identity","limits","read_metadata","deploy","deploy_status","oauth_usage","oauth_credentials","staged_credentials" or "*" ("" = "*")
+	Endpoint string        // "token","revoke","userinfo","identity","limits","read_metadata","deploy","deploy_status","oauth_usage","oauth_credentials","staged_credentials","tenant_secret" (TenantSecret and Tooling Certificate calls) or "*" ("" = "*")
 	Kind     string        // one of the Fault* constants
 	Status   int           // for "status"; default 503
 	Latency  time.Duration // "latency" delay; "hang" hold time (0 = until the client leaves); "status" 429 Retry-After

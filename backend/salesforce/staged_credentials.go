@@ -138,13 +138,19 @@ func (c *Client) DeleteStaged(ctx context.Context, s Session, appID, consumerID,
 // connect makes one Connect REST call at the session's instance and decodes a JSON answer
 // into out (nil: none expected). PATCH sends {"command":"rotate"}, the only command there is.
 func (c *Client) connect(ctx context.Context, s Session, op, method, path string, out any) error {
-	base, err := c.checkInstanceURL(s.InstanceURL, s.AllowNonSalesforceHost)
-	if err != nil {
-		return err
-	}
 	var payload []byte
 	if method == http.MethodPatch {
 		payload = []byte(`{"command":"rotate"}`)
+	}
+	return c.rest(ctx, s, op, method, path, payload, out)
+}
+
+// rest makes one REST call at the session's instance with a JSON payload (nil: none) and
+// decodes a JSON answer into out (nil: none expected). A POST is never retried: it creates.
+func (c *Client) rest(ctx context.Context, s Session, op, method, path string, payload []byte, out any) error {
+	base, err := c.checkInstanceURL(s.InstanceURL, s.AllowNonSalesforceHost)
+	if err != nil {
+		return err
 	}
 	build := func(ctx context.Context) (*http.Request, error) {
 		req, err := http.NewRequestWithContext(ctx, method, base+"/services/data/v"+s.APIVersion+"/"+path, bytes.NewReader(payload))
@@ -158,6 +164,10 @@ func (c *Client) connect(ctx context.Context, s Session, op, method, path string
 	}
 	onOK := func(_ int, data []byte) error {
 		if out == nil {
+			return nil
+		}
+		if raw, ok := out.(*[]byte); ok {
+			*raw = data
 			return nil
 		}
 		if json.Unmarshal(data, out) != nil {
