@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,13 +72,13 @@ type metrics struct {
 	reg *prometheus.Registry
 	now func() time.Time
 
-	minted           *prometheus.CounterVec
 	mintDuration     *prometheus.HistogramVec
-	cache            *prometheus.CounterVec
 	rotationFailures *prometheus.CounterVec
 
-	// cacheByRole holds the resolved hit/miss counters per role: no label hash per read.
-	cacheByRole sync.Map // roleRef -> *cacheCounters
+	// byRole holds each role's counters (mints, cache hits and misses) as plain atomics, rendered
+	// at scrape time: a CounterVec child costs about 700 bytes (its label pairs are protobuf
+	// values), and 10,000 roles with three series each held 22 MiB of heap, 40 MiB of RSS.
+	byRole sync.Map // roleRef -> *roleCounters
 
 	// logins are the per-user login windows, by loginRef.
 	logins sync.Map
@@ -88,7 +89,35 @@ type metrics struct {
 
 type roleRef struct{ connection, role string }
 
-type cacheCounters struct{ hit, miss prometheus.Counter }
+// roleCounters are one role's series.
+type roleCounters struct {
+	hit, miss counter
+	cached    atomic.Bool // a shared-mode read has been seen: the cache series exist
+	succeeded counter     // successful mints: most roles never have another class
+
+	mu     sync.Mutex
+	minted map[mintClass]uint64 // the other classes, made on the first failure
+}
+
+type mintClass struct{ result, code string }
+
+// counter is a monotonic count; Inc is one atomic add.
+type counter struct{ n atomic.Uint64 }
+
+func (c *counter) Inc() { c.n.Add(1) }
+
+func (r *roleCounters) countMint(result, code string) {
+	if result == resultSuccess && code == "" {
+		r.succeeded.Inc()
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.minted == nil {
+		r.minted = map[mintClass]uint64{}
+	}
+	r.minted[mintClass{result, code}]++
+}
 
 type loginRef struct{ connection, username string }
 
@@ -97,6 +126,12 @@ var (
 		"Salesforce logins (token requests) the plugin made for a user in the last 60 minutes. Salesforce refuses a user's logins above "+
 			"vault_salesforce_login_limit_per_hour; the limit is per user, so sum by username across connections.",
 		[]string{"connection", "username"}, nil)
+	descMinted = prometheus.NewDesc(metricsNamespace+"_tokens_minted_total",
+		"Token requests made to mint creds, by result (success, refused, unavailable, error) and error_code (empty on success).",
+		[]string{"connection", "role", "result", "error_code"}, nil)
+	descCache = prometheus.NewDesc(metricsNamespace+"_token_cache_requests_total",
+		"Reads of shared-mode roles, by result: hit (served from the cache) or miss (a mint was needed).",
+		[]string{"connection", "role", "result"}, nil)
 	descLoginLimit = prometheus.NewDesc(metricsNamespace+"_login_limit_per_hour",
 		"Salesforce's limit of logins per user per hour.", nil, nil)
 	descRotationState = prometheus.NewDesc(metricsNamespace+"_rotation_state",
@@ -114,29 +149,23 @@ func newMetrics(now func() time.Time) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		now: now,
-		minted: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "tokens_minted_total",
-			Help: "Token requests made to mint creds, by result (success, refused, unavailable, error) and error_code (empty on success)."},
-			[]string{"connection", "role", "result", "error_code"}),
 		mintDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: metricsNamespace, Name: "mint_duration_seconds",
 			Help:    "Time to mint a token (signing, the token request with its retries), by connection and flow (jwt_bearer, client_credentials).",
 			Buckets: []float64{.025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}},
 			[]string{"connection", "flow"}),
-		cache: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "token_cache_requests_total",
-			Help: "Reads of shared-mode roles, by result: hit (served from the cache) or miss (a mint was needed)."},
-			[]string{"connection", "role", "result"}),
 		rotationFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "rotation_failures_total",
 			Help: "Rotations that ended failed (rolled back included), by kind, connection and target."},
 			[]string{"kind", "connection", "target"}),
 		rotations: map[rotationKey]*rotationStatus{},
 	}
-	m.reg.MustRegister(m.minted, m.mintDuration, m.cache, m.rotationFailures, scrapeCollector{m})
+	m.reg.MustRegister(m.mintDuration, m.rotationFailures, scrapeCollector{m})
 	return m
 }
 
 // mintDone records one mint: its result, error code and latency.
 func (m *metrics) mintDone(connection, role, flow string, took time.Duration, err error) {
 	result, code := mintOutcome(err)
-	m.minted.WithLabelValues(connection, role, result, code).Inc()
+	m.role(connection, role).countMint(result, code)
 	m.mintDuration.WithLabelValues(connection, flow).Observe(took.Seconds())
 }
 
@@ -144,21 +173,26 @@ func (m *metrics) mintDone(connection, role, flow string, took time.Duration, er
 // connection, or it does not exist).
 func (m *metrics) mintRefusedEarly(connection, role string, err error) {
 	result, code := mintOutcome(err)
-	m.minted.WithLabelValues(connection, role, result, code).Inc()
+	m.role(connection, role).countMint(result, code)
 }
 
-// cacheCounters are the hit and miss counters of a shared-mode role. A miss increments its
-// own; the hit counter is kept on the cached token, so a hit is one atomic add.
-func (m *metrics) cacheCounters(connection, role string) *cacheCounters {
+// role is a role's counters, made on first use.
+func (m *metrics) role(connection, role string) *roleCounters {
 	ref := roleRef{connection, role}
-	v, ok := m.cacheByRole.Load(ref)
+	v, ok := m.byRole.Load(ref)
 	if !ok {
-		v, _ = m.cacheByRole.LoadOrStore(ref, &cacheCounters{
-			hit:  m.cache.WithLabelValues(connection, role, "hit"),
-			miss: m.cache.WithLabelValues(connection, role, "miss"),
-		})
+		v, _ = m.byRole.LoadOrStore(ref, &roleCounters{})
 	}
-	return v.(*cacheCounters)
+	return v.(*roleCounters)
+}
+
+// cacheCounters are the counters of a shared-mode role, its hit and miss series shown from now
+// on. A miss increments its own; the hit counter is kept on the cached token, so a hit is one
+// atomic add.
+func (m *metrics) cacheCounters(connection, role string) *roleCounters {
+	r := m.role(connection, role)
+	r.cached.Store(true)
+	return r
 }
 
 // login records one token request for username at Salesforce.
@@ -247,12 +281,12 @@ func (m *metrics) forgetConnection(name string) {
 	}
 	m.mu.Unlock()
 	byConn := prometheus.Labels{"connection": name}
-	for _, v := range []*prometheus.MetricVec{m.minted.MetricVec, m.mintDuration.MetricVec, m.cache.MetricVec, m.rotationFailures.MetricVec} {
+	for _, v := range []*prometheus.MetricVec{m.mintDuration.MetricVec, m.rotationFailures.MetricVec} {
 		v.DeletePartialMatch(byConn)
 	}
-	m.cacheByRole.Range(func(k, _ any) bool {
+	m.byRole.Range(func(k, _ any) bool {
 		if k.(roleRef).connection == name {
-			m.cacheByRole.Delete(k)
+			m.byRole.Delete(k)
 		}
 		return true
 	})
@@ -266,12 +300,9 @@ func (m *metrics) forgetConnection(name string) {
 
 // forgetRole drops the series of a deleted role.
 func (m *metrics) forgetRole(role string) {
-	byRole := prometheus.Labels{"role": role}
-	m.minted.DeletePartialMatch(byRole)
-	m.cache.DeletePartialMatch(byRole)
-	m.cacheByRole.Range(func(k, _ any) bool {
+	m.byRole.Range(func(k, _ any) bool {
 		if k.(roleRef).role == role {
-			m.cacheByRole.Delete(k)
+			m.byRole.Delete(k)
 		}
 		return true
 	})
@@ -297,7 +328,7 @@ func (m *metrics) render() ([]byte, error) {
 type scrapeCollector struct{ m *metrics }
 
 func (c scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLogins, descLoginLimit, descRotationState, descCertExpiry, descNextRotation} {
+	for _, d := range []*prometheus.Desc{descMinted, descCache, descLogins, descLoginLimit, descRotationState, descCertExpiry, descNextRotation} {
 		ch <- d
 	}
 }
@@ -306,6 +337,23 @@ func (c scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	m := c.m
 	now := m.now()
 	ch <- prometheus.MustNewConstMetric(descLoginLimit, prometheus.GaugeValue, loginLimitPerHour)
+	m.byRole.Range(func(k, v any) bool {
+		ref, r := k.(roleRef), v.(*roleCounters)
+		if r.cached.Load() {
+			ch <- prometheus.MustNewConstMetric(descCache, prometheus.CounterValue, float64(r.hit.n.Load()), ref.connection, ref.role, "hit")
+			ch <- prometheus.MustNewConstMetric(descCache, prometheus.CounterValue, float64(r.miss.n.Load()), ref.connection, ref.role, "miss")
+		}
+		r.mu.Lock()
+		minted := maps.Clone(r.minted) // not sent under the lock: a slow scrape must not hold up mints
+		r.mu.Unlock()
+		if n := r.succeeded.n.Load(); n > 0 {
+			ch <- prometheus.MustNewConstMetric(descMinted, prometheus.CounterValue, float64(n), ref.connection, ref.role, resultSuccess, "")
+		}
+		for c, n := range minted {
+			ch <- prometheus.MustNewConstMetric(descMinted, prometheus.CounterValue, float64(n), ref.connection, ref.role, c.result, c.code)
+		}
+		return true
+	})
 	minute := now.Unix() / 60
 	m.logins.Range(func(k, v any) bool {
 		ref := k.(loginRef)

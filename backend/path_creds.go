@@ -86,7 +86,7 @@ func (b *backend) sharedToken(ctx context.Context, s logical.Storage, name strin
 		if err != nil {
 			return nil, err
 		}
-		t.cacheHits = b.metrics.cacheCounters(role.Connection, name).hit
+		t.cacheHits = &b.metrics.cacheCounters(role.Connection, name).hit
 		b.tokens.storeIf(name, gen, t)
 		return t, nil
 	})

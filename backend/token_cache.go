@@ -5,7 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/backend/salesforce"
@@ -27,7 +26,7 @@ type mintedToken struct {
 	issuedAt  time.Time
 	expiresAt time.Time
 	// cacheHits counts the reads a shared token serves from the cache (set before it is cached).
-	cacheHits prometheus.Counter
+	cacheHits *counter
 }
 
 // flightKey joins concurrent cold reads of a role into one mint, but only readers of the same
