@@ -27,7 +27,9 @@ func cacheOnlyKidField() map[string]*framework.FieldSchema {
 func cacheOnlyKeyFields() map[string]*framework.FieldSchema {
 	f := cacheOnlyKidField()
 	f["certificate"] = &framework.FieldSchema{Type: framework.TypeString, DisplayAttrs: &framework.DisplayAttributes{EditType: "textarea"},
-		Description: "PEM of the org's BYOK certificate (RSA 2048 or 4096 bits; Setup > Certificate and Key Management > Download Certificate). The data key is wrapped for it on every callout. Required."}
+		Description: "PEM of the org's BYOK certificate (RSA 2048 or 4096 bits; Setup > Certificate and Key Management > Download Certificate). The data key is wrapped for it on every callout. This or certificate_name is required."}
+	f["certificate_name"] = &framework.FieldSchema{Type: framework.TypeString,
+		Description: "The BYOK certificate's unique name (API name) at Salesforce: when certificate is not given, its PEM is read through the Tooling API with the connection's own login (the user needs Manage Encryption Keys). Kept for reads."}
 	f["replay_detection"] = &framework.FieldSchema{Type: framework.TypeBool, Default: false,
 		Description: "Match the key's \"Use replay detection\" setting at Salesforce: callouts without a requestId nonce are refused, and the nonce comes back as the JWE header's jti."}
 	f["auth_scheme"] = &framework.FieldSchema{Type: framework.TypeString, Default: authSchemeBearer, AllowedValues: []any{authSchemeBearer, authSchemeBasic},
@@ -105,11 +107,12 @@ func (b *backend) pathCacheOnlyKeyCreate(ctx context.Context, req *logical.Reque
 	if ferr := oneOf("auth_scheme", k.AuthScheme, authSchemeBearer, authSchemeBasic); ferr != nil {
 		return ferr.response(), nil
 	}
-	cert, ferr := b.cacheOnlyCertificate(d)
-	if ferr != nil {
-		return ferr.response(), nil
+	// Read before any lock: it may be a call to Salesforce.
+	cert, bad, err := b.cacheOnlyCertificate(ctx, req.Storage, name, d)
+	if bad != nil || err != nil {
+		return bad, err
 	}
-	k.Certificate = keyutil.EncodeCertificate(cert)
+	k.Certificate, k.CertificateName = keyutil.EncodeCertificate(cert), d.Get("certificate_name").(string)
 	dataKey, err := newDataKey()
 	if err != nil {
 		return nil, err
@@ -144,13 +147,32 @@ func (b *backend) pathCacheOnlyKeyCreate(ctx context.Context, req *logical.Reque
 	return resp, nil
 }
 
-// cacheOnlyCertificate is the certificate a create names, checked.
-func (b *backend) cacheOnlyCertificate(d *framework.FieldData) (*x509.Certificate, *fieldError) {
-	raw, ok := d.GetOk("certificate")
-	if !ok || raw.(string) == "" {
-		return nil, fieldErr("certificate", "is required: the PEM of the org's BYOK certificate (Setup > Certificate and Key Management)")
+// cacheOnlyCertificate is the certificate a create names, checked: the PEM given, or the one
+// certificate_name names at Salesforce. resp is the 400 that says what is wrong.
+func (b *backend) cacheOnlyCertificate(ctx context.Context, s logical.Storage, conn string, d *framework.FieldData) (*x509.Certificate, *logical.Response, error) {
+	field, pemText := "certificate", d.Get("certificate").(string)
+	if name := d.Get("certificate_name").(string); pemText == "" && name != "" {
+		field = "certificate_name"
+		api, err := b.connectionAPI(ctx, s, conn, "connection", defaultAPIVersion)
+		if err != nil {
+			return nil, logical.ErrorResponse("reading the BYOK certificate needs a login: %s (or give certificate as PEM)", describeTenantSecretError(err)), nil
+		}
+		defer api.close()
+		if pemText, err = api.client.BYOKCertificatePEM(ctx, api.sess, name); err != nil {
+			return nil, logical.ErrorResponse("reading the BYOK certificate: %s", describeTenantSecretError(err)), nil
+		}
+		if pemText == "" {
+			return nil, fieldErr("certificate_name", "names no certificate of the org: give the certificate's unique name (API name) from Setup > Certificate and Key Management").response(), nil
+		}
 	}
-	return parseBYOKCertificate("certificate", raw.(string))
+	if pemText == "" {
+		return nil, fieldErr("certificate", "is required, or certificate_name: the org's BYOK certificate (Setup > Certificate and Key Management)").response(), nil
+	}
+	cert, ferr := parseBYOKCertificate(field, pemText)
+	if ferr != nil {
+		return nil, ferr.response(), nil
+	}
+	return cert, nil, nil
 }
 
 // addNamedCredential puts the one-time answer of a create or a secret rotation in resp: the
@@ -173,6 +195,7 @@ func cacheOnlyKeyInfo(k *cacheOnlyKey, cert *x509.Certificate, status string) ma
 		"status":            status,
 		"replay_detection":  k.ReplayDetection,
 		"auth_scheme":       k.AuthScheme,
+		"certificate_name":  k.CertificateName,
 		"callout_path":      "cache-only/" + k.Kid,
 		"created_at":        formatTime(k.CreatedAt),
 		"secret_rotated_at": formatTime(k.SecretRotatedAt),

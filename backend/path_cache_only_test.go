@@ -517,3 +517,33 @@ func BenchmarkCacheOnlyFetch(b *testing.B) {
 		})
 	}
 }
+
+// TestCacheOnlyKeyCertificateByName: certificate_name reads the BYOK certificate through the
+// Tooling API with the connection's login, as the tenant secrets do; a name the org does not
+// have, or neither field, is a 400 naming the field.
+func TestCacheOnlyKeyCertificateByName(t *testing.T) {
+	e := newTestEnv(t)
+	pemText, err := e.emu.AddBYOKCertificate("", "Vault_BYOK")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.createConnection("prod", map[string]any{"deploy_username": emulator.DemoDeployUsername})
+	mustErr(t, e.write("connections/prod/cache-only-keys/k0", map[string]any{"certificate_name": "Vault_BYOK"}), "Manage Encryption Keys")
+	if _, err := e.emu.SetUserPermissions(emulator.DemoDeployUsername, emulator.PermManageEncryptionKeys); err != nil {
+		t.Fatal(err)
+	}
+	mustErr(t, e.write("connections/prod/cache-only-keys/k0", map[string]any{}), "certificate")
+	mustErr(t, e.write("connections/prod/cache-only-keys/k0", map[string]any{"certificate_name": "Nope"}), "certificate_name")
+	if k, err := getCacheOnlyKey(context.Background(), e.storage, "k0"); k != nil || err != nil {
+		t.Fatalf("a refused create stored a key: %v %v", k, err)
+	}
+	resp := mustOK(t, e.write("connections/prod/cache-only-keys/k1", map[string]any{"certificate_name": "Vault_BYOK"}))
+	if resp.Data["named_credential_secret"] == "" {
+		t.Fatal("no Named Credential secret")
+	}
+	r := mustOK(t, e.read("connections/prod/cache-only-keys/k1"))
+	if r.Data["certificate_name"] != "Vault_BYOK" || strings.TrimSpace(r.Data["certificate"].(string)) != strings.TrimSpace(pemText) {
+		t.Fatalf("read: certificate_name %v, certificate read from Salesforce matches: %v", r.Data["certificate_name"],
+			strings.TrimSpace(r.Data["certificate"].(string)) == strings.TrimSpace(pemText))
+	}
+}
