@@ -139,37 +139,21 @@ func (b *backend) driveCredentials(ctx context.Context, s logical.Storage, name 
 	defer b.rotor.done(key)
 	var retryAt time.Time
 	defer func() { b.rescheduleCredentials(s, name, retryAt) }()
-	var waited time.Duration
-	for ctx.Err() == nil {
-		conn, err := getConnection(ctx, s, name)
-		var ring *credRing
-		if err == nil && conn != nil {
-			ring, err = loadCredRing(ctx, s, name, conn)
+	var conn *connectionEntry
+	var ring *credRing
+	retryAt = b.driveSteps(ctx, "consumer credential rotation", name, func() (time.Time, error) {
+		var err error
+		if conn, err = getConnection(ctx, s, name); err != nil || conn == nil || !conn.clientCredentials() {
+			return time.Time{}, err
 		}
-		if err != nil {
-			b.Logger().Error("consumer credential rotation: reading the connection", "connection", name, "error", err)
-			retryAt = b.now().Add(retryBase)
-			return
+		if ring, err = loadCredRing(ctx, s, name, conn); err != nil {
+			return time.Time{}, err
 		}
-		if conn == nil || !conn.clientCredentials() {
-			return
-		}
-		next := nextCredentialsWork(conn, ring, b.now())
-		if next.IsZero() {
-			return
-		}
-		if wait := next.Sub(b.now()); wait > 0 {
-			if !b.sleepInline(ctx, wait, &waited) {
-				return
-			}
-			continue
-		}
-		if err := b.credentialsStep(ctx, s, name, conn, ring); err != nil {
-			b.Logger().Error("consumer credential rotation step failed", "connection", name, "state", ring.Rotation.State, "error", err)
-			retryAt = b.now().Add(retryBase)
-			return
-		}
-	}
+		return nextCredentialsWork(conn, ring, b.now()), nil
+	}, func() (string, error) {
+		err := b.credentialsStep(ctx, s, name, conn, ring)
+		return ring.Rotation.State, err
+	})
 }
 
 // scheduleCredentials puts the connection's consumer rotation on the schedule (or takes it off).

@@ -148,33 +148,47 @@ func (b *backend) drive(ctx context.Context, s logical.Storage, name string) {
 	d := &driveSession{}
 	defer b.endDrive(name, d) // after the reschedule: the revoke is a network call
 	defer b.reschedule(s, name, d)
+	var conn *connectionEntry
+	var ring *keyRing
+	d.retryAt = b.driveSteps(ctx, "rotation", name, func() (time.Time, error) {
+		var err error
+		if conn, ring, err = b.loadConnection(ctx, s, name); err != nil || conn == nil || ring == nil {
+			return time.Time{}, err
+		}
+		return nextRotationWork(conn, ring, b.now()), nil
+	}, func() (string, error) {
+		err := b.step(ctx, s, name, conn, ring, d)
+		return ring.Rotation.State, err
+	})
+}
+
+// driveSteps is the loop of every rotation's drive: read what storage holds and when the next
+// work is due (zero: none), wait out a short wait inline, do one step; again, until the work
+// must wait longer, is done, or ctx ends. A failed read or step is logged and answers when to
+// retry.
+func (b *backend) driveSteps(ctx context.Context, what, name string, next func() (time.Time, error), step func() (state string, err error)) (retryAt time.Time) {
 	var waited time.Duration
 	for ctx.Err() == nil {
-		conn, ring, err := b.loadConnection(ctx, s, name)
+		at, err := next()
 		if err != nil {
-			b.Logger().Error("rotation: reading connection", "connection", name, "error", err)
-			d.retryAt = b.now().Add(retryBase)
-			return
+			b.Logger().Error(what+": reading connection", "connection", name, "error", err)
+			return b.now().Add(retryBase)
 		}
-		if conn == nil || ring == nil {
-			return
+		if at.IsZero() {
+			return time.Time{}
 		}
-		next := nextRotationWork(conn, ring, b.now())
-		if next.IsZero() {
-			return
-		}
-		if wait := next.Sub(b.now()); wait > 0 {
+		if wait := at.Sub(b.now()); wait > 0 {
 			if !b.sleepInline(ctx, wait, &waited) {
-				return
+				return time.Time{}
 			}
 			continue
 		}
-		if err := b.step(ctx, s, name, conn, ring, d); err != nil {
-			b.Logger().Error("rotation step failed", "connection", name, "state", ring.Rotation.State, "error", err)
-			d.retryAt = b.now().Add(retryBase)
-			return
+		if state, err := step(); err != nil {
+			b.Logger().Error(what+" step failed", "connection", name, "state", state, "error", err)
+			return b.now().Add(retryBase)
 		}
 	}
+	return time.Time{}
 }
 
 // sleepInline waits out a short wait inside a drive (at most inlineWait, and maxInlineWaiting
