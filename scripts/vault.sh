@@ -102,7 +102,7 @@ phase_file="$VAULT_CACHE_DIR/.phase-$$"
   fi
 done) >/dev/null 9>&- &
 ticker=$!
-trap 'kill "$ticker" 2>/dev/null; rm -f "$phase_file"' EXIT
+trap 'kill "$ticker" 2>/dev/null; rm -f "$phase_file"; [ -z "${work:-}" ] || rm -rf "$work"' EXIT
 phase() { echo "$*" >"$phase_file"; step "$*"; }
 
 phase "1/4 downloading the Vault v$VAULT_VERSION module source (~50 MB)"
