@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
 	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/backend/salesforce"
 )
 
