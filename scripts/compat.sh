@@ -18,12 +18,13 @@ doc=docs/COMPATIBILITY.md
 mkdir -p bin/compat
 rows=""
 failed=0
+measured="$(date -u +%Y-%m-%d), plugin $(git rev-parse --short HEAD 2>/dev/null)"
 for v in $COMPAT_VERSIONS; do
   buildlog="bin/compat/build-$v.log"
   echo "compat: Vault $v: getting the binary (scripts/vault.sh; progress in $buildlog)" >&2
   if ! bin=$(VAULT_VERSION="$v" scripts/vault.sh 2>"$buildlog"); then
     why=$(grep -E 'error|cannot|not enough|does not|failed' "$buildlog" | grep -v '^\[vault.sh\] \[' | head -n 1 | sed 's/|/\\|/g' | cut -c1-200)
-    rows+="| $v | no | not run | ${why:-see $buildlog} |"$'\n'
+    rows+="| $v | no | not run | ${why:-see $buildlog} | $measured |"$'\n'
     failed=1
     continue
   fi
@@ -42,8 +43,8 @@ for v in $COMPAT_VERSIONS; do
     result="**failed** (${#passed[@]} of $(echo "$CORE_TESTS" | wc -w) passed; failed: ${fails[*]:-go test exit $rc})"
     failed=1
   fi
-  reported=$("$bin" version | head -n 1 | sed 's/|/\\|/g')
-  rows+="| $v | yes | $result | \`$reported\` |"$'\n'
+  reported=$("$bin" version | head -n 1 | sed 's/, built .*//; s/|/\\|/g') # the build date changes every run
+  rows+="| $v | yes | $result | \`$reported\` | $measured |"$'\n'
 done
 
 # Rows of versions not tried in this run stay as they were measured before.
@@ -55,8 +56,8 @@ if [ -f "$doc" ]; then
   done < <(sed -n '/<!-- compat:begin/,/<!-- compat:end -->/p' "$doc")
 fi
 rows=$(printf '%s' "$rows" | sort -t'|' -k2,2V)$'\n'
-table="| Vault | built here | e2e core | notes |"$'\n'"|---|---|---|---|"$'\n'"$rows"
-stamp="Last run $(date -u +%Y-%m-%d) by \`make compat\` for $COMPAT_VERSIONS (plugin $(git rev-parse --short HEAD 2>/dev/null), $(go env GOVERSION), $(nproc) cores)."
+table="| Vault | built here | e2e core | notes | measured |"$'\n'"|---|---|---|---|---|"$'\n'"$rows"
+stamp="Last run $(date -u +%Y-%m-%d) by \`make compat\` for $COMPAT_VERSIONS ($(go env GOVERSION), $(nproc) cores); each row says when it was measured."
 block="<!-- compat:begin (written by scripts/compat.sh; do not edit by hand) -->"$'\n'"$stamp"$'\n\n'"$table<!-- compat:end -->"
 if grep -q '<!-- compat:begin' "$doc" 2>/dev/null; then
   block="$block" awk '/<!-- compat:begin/{print ENVIRON["block"]; skip=1; next} /<!-- compat:end -->/{skip=0; next} !skip' "$doc" >"$doc.tmp" && mv "$doc.tmp" "$doc"
