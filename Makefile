@@ -72,6 +72,12 @@ e2e: build emulator
 bench: build emulator
 	@scripts/bench.sh
 
+## compat: the e2e core against each Vault in COMPAT_VERSIONS (built via scripts/vault.sh, ~20 min
+##         cold each); writes the table in docs/COMPATIBILITY.md. Run before a release, commit it.
+.PHONY: compat
+compat: build emulator
+	PLUGIN_DIR=$(PLUGIN_DIR) PLUGIN_VERSION=$(VERSION) scripts/compat.sh
+
 ## fuzz: each fuzz target for a bounded time (FUZZTIME, default 10s), corpus in testdata/fuzz
 FUZZTIME ?= 10s
 FUZZ_TARGETS := backend/keyutil:FuzzParsePrivateKeyPEM backend/keyutil:FuzzParseCertificatePEM \

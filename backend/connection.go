@@ -102,7 +102,7 @@ func defaultConnection(now time.Time) *connectionEntry {
 		CertificateRenewBefore: defaultCertificateRenewBefore,
 		KeepArchivedKeys:       defaultKeepArchivedKeys,
 		Deploy:                 deployManual,
-		AppType:                appTypeConnectedApp,
+		AppType:                appTypeExternalClientApp,
 		PropagationTimeout:     defaultPropagationTimeout,
 		APIVersion:             defaultAPIVersion,
 		CreatedAt:              now,
@@ -137,7 +137,13 @@ func (c *connectionEntry) rotationEnabled() bool {
 }
 
 func getConnection(ctx context.Context, s logical.Storage, name string) (*connectionEntry, error) {
-	return getEntry[connectionEntry](ctx, s, connectionsPrefix+name)
+	c, err := getEntry[connectionEntry](ctx, s, connectionsPrefix+name)
+	if c != nil && c.AppType == "" {
+		// An entry written without app_type meant the default of its day, the Connected App
+		// (the default became external_client_app later); it keeps that meaning.
+		c.AppType = appTypeConnectedApp
+	}
+	return c, err
 }
 
 // putConnection writes a connection and drops its snapshot (after the write, failed or not:

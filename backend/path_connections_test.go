@@ -43,7 +43,7 @@ func TestConnectionDefaults(t *testing.T) {
 		"certificate_renew_before": int64(720 * 3600),
 		"keep_archived_keys":       2,
 		"deploy":                   "manual",
-		"app_type":                 "connected_app",
+		"app_type":                 "external_client_app", // Connected Apps can no longer be created (Spring '26)
 		"propagation_timeout":      int64(15 * 60),
 		"api_version":              "62.0",
 		"consumer_key_max_age":     int64(0),

@@ -23,7 +23,9 @@ func roleFields() map[string]*framework.FieldSchema {
 		"ttl": {Type: framework.TypeDurationSecond, Default: int(defaultRoleTTL.Seconds()),
 			Description: "per_lease: the lease TTL of each read. shared: the minimum remaining life a reader is guaranteed; a cached token with less left is replaced before it is handed out."},
 		"max_ttl": {Type: framework.TypeDurationSecond, Default: int(defaultRoleMaxTTL.Seconds()),
-			Description: "per_lease: the lease's maximum TTL across renewals (never beyond session_timeout)."},
+			Description: "per_lease: the lease's maximum TTL across renewals (never beyond session_timeout). Refused on a token_mode=shared role: a shared token has no lease to renew, so max_ttl would be ignored."},
+		"min_remaining_ttl": {Type: framework.TypeDurationSecond,
+			Description: "token_mode=shared: the name that says what ttl means there, the minimum remaining life a reader is guaranteed (a cached token with less left is replaced first). Sets ttl; give one of the two."},
 		"token_mode": {Type: framework.TypeString, Default: tokenModeShared, AllowedValues: []any{tokenModeShared, tokenModePerLease},
 			Description: "shared: one cached token per role for every reader, no Vault lease. per_lease: a fresh token per read under a lease, revoked at Salesforce when the lease ends."},
 		"session_timeout": {Type: framework.TypeDurationSecond, Default: int(defaultSessionTimeout.Seconds()),
@@ -131,6 +133,16 @@ func applyRoleFields(r *roleEntry, d *framework.FieldData) *fieldError {
 			}
 		}
 	}
+	// min_remaining_ttl is shared mode's name for ttl: checked and stored as ttl.
+	alias, aliasSet, ferr := durationField(d, "min_remaining_ttl", time.Minute, maxSessionTimeout, false)
+	if ferr != nil {
+		return ferr
+	}
+	_, ttlSet := d.GetOk("ttl")
+	_, maxTTLSet := d.GetOk("max_ttl")
+	if aliasSet && ttlSet {
+		return fieldErr("min_remaining_ttl", "and ttl are the same setting: give one of them")
+	}
 	for _, f := range []struct {
 		name     string
 		dst      *time.Duration
@@ -147,6 +159,9 @@ func applyRoleFields(r *roleEntry, d *framework.FieldData) *fieldError {
 		if set {
 			*f.dst = v
 		}
+	}
+	if aliasSet {
+		r.TTL = alias
 	}
 
 	switch {
@@ -169,8 +184,20 @@ func applyRoleFields(r *roleEntry, d *framework.FieldData) *fieldError {
 	if r.TokenMode == tokenModePerLease && r.MaxTTL < r.TTL {
 		return fieldErr("max_ttl", "(%s) must be at least ttl (%s)", r.MaxTTL, r.TTL)
 	}
+	// Only a write that names these fields is refused: a role stored with max_ttl before the
+	// check existed still reads, updates and mints.
+	if r.TokenMode == tokenModeShared && maxTTLSet {
+		return fieldErr("max_ttl", "is ignored with token_mode=shared (a shared token has no lease to renew): leave it out, or use token_mode=per_lease")
+	}
+	if r.TokenMode == tokenModePerLease && aliasSet {
+		return fieldErr("min_remaining_ttl", "applies to token_mode=shared only; a per_lease role's lease length is ttl")
+	}
 	if r.TokenMode == tokenModeShared && r.TTL >= r.SessionTimeout {
-		return fieldErr("ttl", "(%s) must be shorter than session_timeout (%s) with token_mode=shared: ttl is the life a reader is guaranteed, so a longer one would make every read mint a new token", r.TTL, r.SessionTimeout)
+		ttlName := "ttl"
+		if aliasSet {
+			ttlName = "min_remaining_ttl"
+		}
+		return fieldErr(ttlName, "(%s) must be shorter than session_timeout (%s) with token_mode=shared: ttl is the life a reader is guaranteed, so a longer one would make every read mint a new token", r.TTL, r.SessionTimeout)
 	}
 	return nil
 }

@@ -1,8 +1,10 @@
 package backend
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -57,7 +59,13 @@ func TestRoleBadInput(t *testing.T) {
 		{"max_ttl below ttl", map[string]any{"ttl": "30m", "max_ttl": "10m", "token_mode": "per_lease"}, "max_ttl"},
 		{"session_timeout too short", map[string]any{"session_timeout": "5m"}, "session_timeout"},
 		{"session_timeout too long", map[string]any{"session_timeout": "48h"}, "session_timeout"},
-		{"shared ttl not below session", map[string]any{"ttl": "2h", "max_ttl": "2h", "session_timeout": "2h"}, "ttl"},
+		{"shared ttl not below session", map[string]any{"ttl": "2h", "session_timeout": "2h"}, "ttl"},
+		{"shared alias not below session", map[string]any{"min_remaining_ttl": "2h", "session_timeout": "2h"}, "min_remaining_ttl"},
+		{"max_ttl on a shared role", map[string]any{"max_ttl": "2h"}, "max_ttl is ignored with token_mode=shared"},
+		{"max_ttl with explicit shared", map[string]any{"token_mode": "shared", "max_ttl": "30m"}, "max_ttl is ignored"},
+		{"alias and ttl together", map[string]any{"ttl": "10m", "min_remaining_ttl": "10m"}, "give one of them"},
+		{"alias on per_lease", map[string]any{"token_mode": "per_lease", "min_remaining_ttl": "10m"}, "applies to token_mode=shared only"},
+		{"alias too short", map[string]any{"min_remaining_ttl": "10s"}, "min_remaining_ttl"},
 		{"bad cidr", map[string]any{"bound_cidrs": "10.0.0.0/33"}, "bound_cidrs"},
 		{"typo field", map[string]any{"sesion_timeout": "1h"}, "sesion_timeout"},
 	}
@@ -101,4 +109,45 @@ func TestRoleSharedTTLNotBoundByMaxTTL(t *testing.T) {
 	e.createConnection("prod", nil)
 	mustOK(t, e.write("roles/app", map[string]any{"connection": "prod", "username": e.seed.User.Username, "ttl": "90m"}))
 	mustErr(t, e.write("roles/leased", map[string]any{"connection": "prod", "username": e.seed.User.Username, "ttl": "90m", "token_mode": "per_lease"}), "max_ttl")
+}
+
+// Shared mode's ttl and max_ttl: min_remaining_ttl sets what ttl means there (ttl keeps
+// working), and max_ttl is refused only on a write that names it. A shared role stored with
+// max_ttl before the refusal existed (every role was: it had a default) still reads, takes an
+// update that does not name max_ttl, and mints.
+func TestSharedRoleTTLNames(t *testing.T) {
+	ctx := context.Background()
+	e := newTestEnv(t)
+	e.createConnection("prod", nil)
+
+	e.createRole("alias", "prod", map[string]any{"min_remaining_ttl": "20m"})
+	if got := e.read("roles/alias").Data["ttl"]; got != int64(20*60) {
+		t.Errorf("min_remaining_ttl=20m: ttl reads %v, want 1200", got)
+	}
+	e.createRole("plain", "prod", map[string]any{"ttl": "25m"})
+	if got := e.read("roles/plain").Data["ttl"]; got != int64(25*60) {
+		t.Errorf("ttl=25m: ttl reads %v, want 1500", got)
+	}
+	e.createRole("leased", "prod", map[string]any{"token_mode": "per_lease", "ttl": "10m", "max_ttl": "30m"})
+
+	// A role as an older version stored it: shared, with max_ttl set.
+	old, err := getRole(ctx, e.storage, "plain")
+	if err != nil || old == nil {
+		t.Fatalf("getRole: %v %v", old, err)
+	}
+	old.MaxTTL = 90 * time.Minute
+	if err := e.b.putRole(ctx, e.storage, "plain", old); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.read("roles/plain").Data["max_ttl"]; got != int64(90*60) {
+		t.Errorf("stored shared role's max_ttl reads %v, want 5400", got)
+	}
+	mustOK(t, e.write("roles/plain", map[string]any{"min_remaining_ttl": "15m"}))
+	mustErr(t, e.write("roles/plain", map[string]any{"max_ttl": "1h"}), "max_ttl is ignored with token_mode=shared")
+	if got := e.read("roles/plain").Data["ttl"]; got != int64(15*60) {
+		t.Errorf("after the refused write ttl reads %v, want 900 (a failed write changes nothing)", got)
+	}
+	if tok := e.read("creds/plain").Data["access_token"]; tok == nil || tok == "" {
+		t.Error("the stored shared role with max_ttl did not mint")
+	}
 }

@@ -190,7 +190,7 @@ func TestRotateReusesPendingKey(t *testing.T) {
 }
 
 func metadataConn(e *testEnv, extra map[string]any) map[string]any {
-	d := map[string]any{"deploy": "metadata_api", "app_name": e.seed.App.Name, "deploy_username": e.seed.Deployer.Username}
+	d := map[string]any{"deploy": "metadata_api", "app_type": "connected_app", "app_name": e.seed.App.Name, "deploy_username": e.seed.Deployer.Username}
 	for k, v := range extra {
 		d[k] = v
 	}

@@ -91,7 +91,7 @@ func (e *testEnv) revokeLease(lease *logical.Response) error {
 func TestRepointedConnectionNeverSendsACredentialToTheNewHost(t *testing.T) {
 	e := newTestEnv(t)
 	atk := newAttackerHost(t)
-	e.createConnection("prod", map[string]any{"deploy": "metadata_api", "app_name": e.seed.App.Name, "deploy_username": e.seed.Deployer.Username})
+	e.createConnection("prod", map[string]any{"deploy": "metadata_api", "app_type": "connected_app", "app_name": e.seed.App.Name, "deploy_username": e.seed.Deployer.Username})
 	e.createRole("leased", "prod", map[string]any{"token_mode": "per_lease"})
 	e.createRole("shared", "prod", nil)
 	lease := mustOK(t, e.read("creds/leased"))

@@ -118,6 +118,8 @@ func TestNewcomerWalkthrough(t *testing.T) {
 		"make build emulator", "scripts/demo.sh start", "bootstrap/configure.sh",
 		"vault write salesforce/connections/", "sf org login",
 		"bootstrap/salesforce/deploy-certificate.sh", "vault read salesforce/creds/",
+		// An External Client App, the app a new integration uses (no new Connected Apps since Spring '26).
+		"-t external_client_app", `consumer_key="$SF_ECA_CONSUMER_KEY"`,
 		"/services/oauth2/userinfo", "scripts/demo.sh stop",
 	} {
 		if !strings.Contains(script, step) {

@@ -42,6 +42,7 @@ const rotationTickTimeout = 150 * time.Second
 func (e *Env) MetadataAPIFields(extra map[string]any) map[string]any {
 	d := map[string]any{
 		"deploy":          "metadata_api",
+		"app_type":        "connected_app", // the seed's app is a Connected App (still supported)
 		"app_name":        e.Emu.AppName,
 		"deploy_username": e.Emu.DeployUsername,
 	}

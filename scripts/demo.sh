@@ -6,7 +6,7 @@
 #                            running and print how to reach them
 #   scripts/demo.sh start    only start Vault (nothing configured) and the emulator, and write
 #                            bin/demo/env for `. bin/demo/env`: VAULT_ADDR, VAULT_TOKEN, vault on
-#                            PATH, and the emulator's SF_URL, SF_CA, SF_CONSUMER_KEY,
+#                            PATH, and the emulator's SF_URL, SF_CA, SF_CONSUMER_KEY, SF_ECA_CONSUMER_KEY,
 #                            SF_USERNAME, SF_DEPLOY_USERNAME (the README's bootstrap walkthrough)
 #   scripts/demo.sh login USERNAME
 #                            print an access token for a user of the emulator's org, as a
@@ -163,11 +163,19 @@ sf_key=$(json_field "$state" consumer_key)
 sf_user=$(json_field "$state" username)
 
 sf_deploy_user=$(json_field "$state" deploy_username)
+# An External Client App beside the seed's Connected App, as a new integration has (Salesforce
+# blocks new Connected Apps since Spring '26): the walkthrough deploys Vault's certificate to it.
+# On a real org the app comes from bootstrap/salesforce's ECA files and its key from Setup.
+sf_eca_key="3MVG9ECAdemo$(printf '%s' "$sf_url" | sha256sum | cut -c1-60)"
+curl -sS --fail-with-body --cacert "$sf_ca" -X POST -H 'Content-Type: application/json' \
+  --data "{\"name\":\"Vault_JWT_ECA\",\"type\":\"external_client_app\",\"org_id\":\"$(json_field "$state" org_id)\",\"consumer_key\":\"$sf_eca_key\",\"admin_approved\":true,\"pre_authorized_users\":[\"$sf_user\"],\"label\":\"Vault JWT ECA\",\"scopes\":[\"Api\"]}" \
+  "$sf_url/__emulator/apps" >"$demo_dir/eca.json" || die "the emulator refused the External Client App: $(cat "$demo_dir/eca.json")"
+rm -f "$demo_dir/eca.json"
 cat >"$demo_dir/env" <<EOF
 # Written by scripts/demo.sh: the demo's Vault and Salesforce emulator. Use with: . bin/demo/env
 export VAULT_ADDR='$VAULT_ADDR' VAULT_TOKEN=root
 export PATH='$(dirname "$vault_bin")':"\$PATH"
-export SF_URL='$sf_url' SF_CA='$sf_ca' SF_CONSUMER_KEY='$sf_key'
+export SF_URL='$sf_url' SF_CA='$sf_ca' SF_CONSUMER_KEY='$sf_key' SF_ECA_CONSUMER_KEY='$sf_eca_key'
 export SF_USERNAME='$sf_user' SF_DEPLOY_USERNAME='$sf_deploy_user'
 # The emulator's TLS certificate is issued by its own CA: Node.js (the Salesforce CLI) must trust it.
 export NODE_EXTRA_CA_CERTS='$sf_ca'

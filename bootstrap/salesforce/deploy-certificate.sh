@@ -8,8 +8,10 @@
 #   -c CONNECTION  the Vault connection (salesforce/connections/CONNECTION)
 #   -o TARGET_ORG  the org, as the Salesforce CLI knows it (alias or username)
 #   -m MOUNT       Vault mount path (default: salesforce)
-#   -t APP_TYPE    connected_app (default: connectedApps/Vault_JWT) or external_client_app
-#                  (the Vault_JWT_ECA files)
+#   -t APP_TYPE    external_client_app (the Vault_JWT_ECA files) or connected_app
+#                  (connectedApps/Vault_JWT). Default: the connection's app_type, read from
+#                  Vault (external_client_app for a new connection; a connection made for a
+#                  Connected App says connected_app), so the deploy goes to the app it uses
 #   -p             deploy the pending certificate (a rotation with deploy=manual) instead of
 #                  the active one
 #   -C             certificate only, for an External Client App that already exists: deploy
@@ -18,7 +20,8 @@
 #                  App is always deployed whole: its certificate is part of the one component.
 #   -n             dry run: build the deploy directory, print the sf command, deploy nothing
 #
-# Needs: vault (VAULT_ADDR and VAULT_TOKEN set, read on the certificate path) and sf (logged in
+# Needs: vault (VAULT_ADDR and VAULT_TOKEN set; read on the certificate path, and without -t on
+# the connection) and sf (logged in
 # to TARGET_ORG; `export PATH="$(scripts/sf.sh):$PATH"` provides the pinned one). The files in force-app/ are not changed: the deploy is built in a temporary
 # copy. Only the certificate and its fingerprint are read from Vault; neither is a secret.
 set -euo pipefail
@@ -26,13 +29,13 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 src=$here/force-app/main/default
 
-usage() { sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 die() {
   echo "deploy-certificate: $*" >&2
   exit 1
 }
 
-connection='' org='' mount=salesforce app_type=connected_app pending=false cert_only=false dry_run=false
+connection='' org='' mount=salesforce app_type='' pending=false cert_only=false dry_run=false
 while getopts ':c:o:m:t:pCnh' opt; do
   case $opt in
     c) connection=$OPTARG ;;
@@ -60,6 +63,11 @@ shift $((OPTIND - 1))
 [ -n "$connection" ] || die "-c CONNECTION is required"
 [ -n "$org" ] || die "-o TARGET_ORG is required"
 
+command -v vault >/dev/null || die "the vault CLI is not on PATH"
+if [ -z "$app_type" ]; then
+  app_type=$(vault read -field=app_type "$mount/connections/$connection" 2>/dev/null) ||
+    die "could not read the app_type of $mount/connections/$connection: give -t external_client_app or -t connected_app"
+fi
 # The files that carry the certificate, and what a whole-app deploy sends.
 case $app_type in
   connected_app)
@@ -82,7 +90,6 @@ case $app_type in
   *) die "-t must be connected_app or external_client_app, not $app_type" ;;
 esac
 
-command -v vault >/dev/null || die "the vault CLI is not on PATH"
 $dry_run || command -v sf >/dev/null || die "the Salesforce CLI (sf) is not on PATH"
 
 field=certificate
