@@ -136,7 +136,7 @@ func Setup(t testing.TB, plan Plan) *Env {
 	metadata := func(a App, extra map[string]any) map[string]any {
 		// No verify_username: the first role's user (the integration user) proves new keys.
 		// Naming it would make it privileged, and the roles below could not mint for it.
-		d := map[string]any{"deploy": "metadata_api", "app_name": a.Name,
+		d := map[string]any{"deploy": "metadata_api", "app_type": "connected_app", "app_name": a.Name, // AddApp makes a Connected App
 			"deploy_username": e.Emu.DeployUsername}
 		for k, v := range extra {
 			d[k] = v
