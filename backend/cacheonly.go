@@ -69,6 +69,8 @@ type cacheOnlyKey struct {
 	CreatedAt       time.Time `json:"created_at"`
 	SecretRotatedAt time.Time `json:"secret_rotated_at,omitempty"`
 	DestroyedAt     time.Time `json:"destroyed_at,omitempty"`
+	// Registration is the key's TenantSecret at Salesforce (nil: not registered from Vault).
+	Registration *cacheOnlyRegistration `json:"registration,omitempty"`
 }
 
 // cacheOnlySecret is the only entry that holds a cache-only data key. Destroying the key

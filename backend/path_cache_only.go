@@ -37,6 +37,21 @@ func cacheOnlyKeyFields() map[string]*framework.FieldSchema {
 	return f
 }
 
+func cacheOnlyRegisterFields() map[string]*framework.FieldSchema {
+	f := cacheOnlyKidField()
+	var types []any
+	for _, t := range remoteKeyTypes() {
+		types = append(types, t)
+	}
+	f["type"] = &framework.FieldSchema{Type: framework.TypeString, Default: "data", AllowedValues: types,
+		Description: "The tenant secret type the key serves, as in tenant-secrets/:type: data (the default), deterministic_data, analytics or event_bus. The registered key becomes the type's active key at Salesforce, and Salesforce's minimum interval between rotations of the type applies."}
+	f["named_credential"] = &framework.FieldSchema{Type: framework.TypeString,
+		Description: "Required. The developer name (API name) of the org's Named Credential that calls Vault's cache-only endpoint with this key's named_credential_secret. Vault looks up its id, Salesforce's RemoteKeyServiceId."}
+	f["certificate_name"] = &framework.FieldSchema{Type: framework.TypeString,
+		Description: "The BYOK certificate's unique name (API name) at Salesforce, the key's RemoteKeyCertificate. Leave it out when the key was created with certificate_name (that one is used); required when it was created from a PEM."}
+	return f
+}
+
 func pathCacheOnly(b *backend) []*framework.Path {
 	return []*framework.Path{
 		pathSpec{pattern: "cache-only/" + framework.GenericNameRegex("kid"), verb: "fetch", suffix: "cache-only-key",
@@ -52,6 +67,9 @@ func pathCacheOnly(b *backend) []*framework.Path {
 		pathSpec{pattern: cacheOnlyKeyPattern("/rotate-secret"), verb: "rotate", suffix: "cache-only-key-secret", fields: withName("connection", cacheOnlyKidField()),
 			ops:      map[logical.Operation]framework.OperationHandler{logical.UpdateOperation: changes(b.pathCacheOnlySecretRotate, "Issue a new Named Credential secret.")},
 			synopsis: "Issue a new Named Credential secret for a cache-only key; the old one stops working at once.", help: cacheOnlyRotateHelp}.path(),
+		pathSpec{pattern: cacheOnlyKeyPattern("/register"), verb: "register", suffix: "cache-only-key", fields: withName("connection", cacheOnlyRegisterFields()),
+			ops:      map[logical.Operation]framework.OperationHandler{logical.UpdateOperation: changes(b.pathCacheOnlyKeyRegister, "Register the cache-only key at Salesforce.")},
+			synopsis: "Register a cache-only key at Salesforce: a TenantSecret with Source REMOTE, made with the connection's own login.", help: cacheOnlyRegisterHelp}.path(),
 		pathSpec{pattern: cacheOnlyKeyPattern(""), suffix: "cache-only-key", fields: withName("connection", cacheOnlyKeyFields()), exists: b.cacheOnlyKeyExists,
 			ops: map[logical.Operation]framework.OperationHandler{
 				logical.CreateOperation: changes(b.pathCacheOnlyKeyCreate, "Create a cache-only key."),
@@ -200,6 +218,11 @@ func cacheOnlyKeyInfo(k *cacheOnlyKey, cert *x509.Certificate, status string) ma
 		"created_at":        formatTime(k.CreatedAt),
 		"secret_rotated_at": formatTime(k.SecretRotatedAt),
 		"destroyed_at":      formatTime(k.DestroyedAt),
+	}
+	for field, v := range registrationInfo(k) {
+		if field != "certificate_name" || v != "" {
+			info[field] = v
+		}
 	}
 	if cert != nil {
 		info["certificate_fingerprint_sha256"] = keyutil.Fingerprint(cert)
@@ -445,4 +468,23 @@ its content key RSA-OAEP-wrapped for the key's BYOK certificate, the header
 {"alg":"RSA-OAEP","enc":"A256GCM","kid":"<kid>"} plus "jti":"<nonce>" when a requestId was sent.
 A missing or wrong credential (or an unknown kid) gets 401 with no detail; a destroyed key 404;
 a missing nonce under replay detection, or a malformed one, 400.
+`
+
+const cacheOnlyRegisterHelp = `
+Registers the cache-only key at Salesforce as a TenantSecret with Source REMOTE: its kid
+(RemoteKeyIdentifier), the Named Credential Salesforce calls Vault through
+(RemoteKeyServiceId) and the BYOK certificate (RemoteKeyCertificate). No key material is sent.
+The connection's own login makes the call; its user needs Manage Encryption Keys.
+
+    vault write <mount>/connections/<name>/cache-only-keys/<kid>/register named_credential=Vault_Keys
+
+The registered key becomes the active key of its type at Salesforce (the previous one is
+archived), so set up the Named Credential first: Salesforce fetches the key through it from
+then on. The answer and later reads show registration_status and salesforce_id (02G…).
+
+The intent is recorded before the call. If the call fails or Vault stops part-way, register
+again: Vault first looks at Salesforce for the record it may have made, so there is never a
+second registration. Salesforce refusing (no permission, no such certificate or Named
+Credential, too soon after the type's last rotation) is a 400 saying what to fix, and nothing
+is recorded; Salesforce unreachable is a 502. A registered key is not registered again (400).
 `

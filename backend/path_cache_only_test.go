@@ -490,7 +490,7 @@ func TestCacheOnlyHelpAndOpenAPI(t *testing.T) {
 		}
 	}
 	sort.Strings(paths)
-	if len(paths) != 4 {
+	if len(paths) != 5 {
 		t.Fatalf("cache-only paths: %v", paths)
 	}
 	if !reflect.DeepEqual(e.b.PathsSpecial.Unauthenticated, []string{"cache-only/*"}) {

@@ -118,6 +118,9 @@ func (e *Emulator) handleQuery(w http.ResponseWriter, r *http.Request) {
 		}
 		rows = e.tenantSecretRows(s.org.ID, base)
 		schema = tenantSecretRecord(base, &tenantSecret{}, nil)
+	case "namedcredential":
+		rows = e.namedCredentialRows(s.org.ID, base)
+		schema = namedCredentialRecord(base, &namedCredential{})
 	default:
 		writeRESTError(w, http.StatusBadRequest, "INVALID_TYPE",
 			"sObject type '"+typ+"' is not supported. If you are attempting to use a custom object, be sure to append the '__c' after the entity name.")

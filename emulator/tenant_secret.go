@@ -68,11 +68,13 @@ type tenantSecret struct {
 	Version                                                               int
 	plain                                                                 []byte
 	Created, Modified                                                     time.Time
+	remote                                                                remoteKey // Source REMOTE only
 }
 
 // byokState is the BYOK part of the store, guarded by Emulator.mu.
 type byokState struct {
 	certs     []*byokCert
+	namedCred []*namedCredential
 	secrets   []*tenantSecret
 	versions  map[string]int // last Version per org
 	exportKey []byte         // AES-256 key of the exported SecretValue
@@ -118,8 +120,10 @@ func (e *Emulator) AddBYOKCertificate(orgID, name string) (string, error) {
 
 // TenantSecretRecord is a test's view of a TenantSecret: never the plaintext.
 type TenantSecretRecord struct {
-	ID, Type, Status, Source, Hash string
-	Version                        int
+	ID, Type, Status, Source, Hash, Description string
+	Version                                     int
+	// A cache-only key's (Source REMOTE): its kid, certificate and Named Credential id.
+	RemoteKeyIdentifier, RemoteKeyCertificate, RemoteKeyServiceID string
 }
 
 // TenantSecrets lists the org's tenant secrets in upload order.
@@ -130,7 +134,8 @@ func (e *Emulator) TenantSecrets(orgID string) []TenantSecretRecord {
 	var out []TenantSecretRecord
 	for _, s := range e.byokLocked().secrets {
 		if s.OrgID == orgID {
-			out = append(out, TenantSecretRecord{ID: s.ID, Type: s.Type, Status: s.Status, Source: s.Source, Hash: s.Hash, Version: s.Version})
+			out = append(out, TenantSecretRecord{ID: s.ID, Type: s.Type, Status: s.Status, Source: s.Source, Hash: s.Hash, Description: s.Description, Version: s.Version,
+				RemoteKeyIdentifier: s.remote.Identifier, RemoteKeyCertificate: s.remote.Certificate, RemoteKeyServiceID: s.remote.ServiceID})
 		}
 	}
 	return out
@@ -219,6 +224,9 @@ type tenantSecretWrite struct {
 	Source                 *string `json:"Source"`
 	Status                 *string `json:"Status"`
 	Description            *string `json:"Description"`
+	RemoteKeyIdentifier    *string `json:"RemoteKeyIdentifier"`
+	RemoteKeyServiceID     *string `json:"RemoteKeyServiceId"`
+	RemoteKeyCertificate   *string `json:"RemoteKeyCertificate"`
 }
 
 func readTenantSecretWrite(w http.ResponseWriter, r *http.Request) (*tenantSecretWrite, bool) {
@@ -253,12 +261,19 @@ func (e *Emulator) handleTenantSecretCreate(w http.ResponseWriter, r *http.Reque
 	typ := str(body.Type, "Data")
 	mode := str(body.KeyDerivationMode, "PBKDF2")
 	source := str(body.Source, "UPLOADED")
+	if strings.EqualFold(source, "REMOTE") {
+		mode = str(body.KeyDerivationMode, "NONE")
+	}
 	if _, known := TenantSecretMinInterval[typ]; !known {
 		writeRESTError(w, http.StatusBadRequest, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", "Type: bad value for restricted picklist field: "+typ)
 		return
 	}
 	if mode != "PBKDF2" && mode != "NONE" {
 		writeRESTError(w, http.StatusBadRequest, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", "KeyDerivationMode: bad value for restricted picklist field: "+mode)
+		return
+	}
+	if strings.EqualFold(source, "REMOTE") && body.Status == nil {
+		e.createRemoteKey(w, s, body, typ, mode)
 		return
 	}
 	if !strings.EqualFold(source, "UPLOADED") || body.Status != nil {
@@ -291,24 +306,33 @@ func (e *Emulator) handleTenantSecretCreate(w http.ResponseWriter, r *http.Reque
 		writeRESTError(w, http.StatusBadRequest, "FIELD_INTEGRITY_EXCEPTION", "SecretValueHash: the hash does not match the tenant secret (base64 of its SHA-256)")
 		return
 	}
+	e.addTenantSecret(w, s, &tenantSecret{Type: typ, Source: "UPLOADED", KeyDerivationMode: mode, Description: str(body.Description, ""),
+		Hash: base64.StdEncoding.EncodeToString(sum[:]), plain: plain})
+}
+
+// addTenantSecret makes t the active secret of its type after the checks every new secret
+// passes (the 50-per-type limit, the minimum interval), archiving the previous active one, and
+// answers the create.
+func (e *Emulator) addTenantSecret(w http.ResponseWriter, s authSession, t *tenantSecret) {
 	now := e.now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	st := e.byokLocked()
+	typ := t.Type
 	kept, active := 0, (*tenantSecret)(nil)
 	var last time.Time
-	for _, t := range st.secrets {
-		if t.OrgID != s.org.ID || t.Type != typ {
+	for _, o := range st.secrets {
+		if o.OrgID != s.org.ID || o.Type != typ {
 			continue
 		}
-		if t.Status != TenantSecretDestroyed {
+		if o.Status != TenantSecretDestroyed {
 			kept++
 		}
-		if t.Status == TenantSecretActive {
-			active = t
+		if o.Status == TenantSecretActive {
+			active = o
 		}
-		if t.Created.After(last) {
-			last = t.Created
+		if o.Created.After(last) {
+			last = o.Created
 		}
 	}
 	interval := TenantSecretMinInterval[typ][0]
@@ -323,14 +347,21 @@ func (e *Emulator) handleTenantSecretCreate(w http.ResponseWriter, r *http.Reque
 		writeRESTError(w, http.StatusBadRequest, "FIELD_INTEGRITY_EXCEPTION", fmt.Sprintf("You can rotate a %s tenant secret once every %s; try again after %s", typ, interval, last.Add(interval).UTC().Format(time.RFC3339)))
 		return
 	}
+	if t.remote.Identifier != "" {
+		for _, o := range st.secrets {
+			if o.OrgID == s.org.ID && o.Status != TenantSecretDestroyed && o.remote.Identifier == t.remote.Identifier {
+				writeRESTError(w, http.StatusBadRequest, "DUPLICATE_VALUE", "duplicate value found: RemoteKeyIdentifier duplicates value on record with id: "+o.ID)
+				return
+			}
+		}
+	}
 	if active != nil {
 		active.Status, active.Modified = TenantSecretArchived, now
 	}
 	st.versions[s.org.ID]++
-	t := &tenantSecret{ID: newID("02G"), OrgID: s.org.ID, Type: typ, Status: TenantSecretActive, Source: "UPLOADED", KeyDerivationMode: mode,
-		Description: str(body.Description, ""), Hash: base64.StdEncoding.EncodeToString(sum[:]), Version: st.versions[s.org.ID], plain: plain, Created: now, Modified: now}
+	t.ID, t.OrgID, t.Status, t.Version, t.Created, t.Modified = newID("02G"), s.org.ID, TenantSecretActive, st.versions[s.org.ID], now, now
 	st.secrets = append(st.secrets, t)
-	e.logf("emulator: tenant secret %s %s v%d uploaded", t.ID, typ, t.Version)
+	e.logf("emulator: tenant secret %s %s v%d (%s) created", t.ID, typ, t.Version, t.Source)
 	writeJSON(w, http.StatusCreated, map[string]any{"id": t.ID, "success": true, "errors": []any{}})
 }
 
@@ -387,6 +418,9 @@ func tenantSecretRecord(base string, t *tenantSecret, secretValue any) map[strin
 		"SecretValueHash":        t.Hash,
 		"SecretValue":            secretValue,
 		"SecretValueCertificate": nil,
+		"RemoteKeyIdentifier":    nullable(t.remote.Identifier),
+		"RemoteKeyServiceId":     nullable(t.remote.ServiceID),
+		"RemoteKeyCertificate":   nullable(t.remote.Certificate),
 		"CreatedDate":            t.Created.UTC().Format("2006-01-02T15:04:05.000+0000"),
 		"LastModifiedDate":       t.Modified.UTC().Format("2006-01-02T15:04:05.000+0000"),
 	}
@@ -417,19 +451,24 @@ func (e *Emulator) handleTenantSecret(w http.ResponseWriter, r *http.Request) {
 	}
 	if body == nil {
 		var export any
-		if t.Status != TenantSecretDestroyed {
+		if t.Status != TenantSecretDestroyed && t.remote.Identifier == "" { // a cache-only key has no value here
 			export = st.exportValue(t)
 		}
 		writeJSON(w, http.StatusOK, tenantSecretRecord(base, t, export))
 		return
 	}
-	if body.Type != nil || body.SecretValueHash != nil || body.KeyDerivationMode != nil || body.Source != nil || body.SecretValueCertificate != nil {
+	if body.Type != nil || body.SecretValueHash != nil || body.KeyDerivationMode != nil || body.Source != nil || body.SecretValueCertificate != nil ||
+		body.RemoteKeyIdentifier != nil || body.RemoteKeyServiceID != nil || body.RemoteKeyCertificate != nil {
 		writeRESTError(w, http.StatusBadRequest, "INVALID_FIELD_FOR_INSERT_UPDATE", "Only Status, SecretValue (restore) and Description can be updated")
 		return
 	}
 	now := e.now()
 	switch {
 	case body.SecretValue != nil:
+		if t.remote.Identifier != "" {
+			writeRESTError(w, http.StatusBadRequest, "FIELD_INTEGRITY_EXCEPTION", "A cache-only key has no SecretValue: its key material stays in the key service")
+			return
+		}
 		if t.Status != TenantSecretDestroyed {
 			writeRESTError(w, http.StatusBadRequest, "FIELD_INTEGRITY_EXCEPTION", "Only a destroyed tenant secret can be restored")
 			return
