@@ -55,6 +55,7 @@ type backend struct {
 	sched      *schedule     // when each connection next needs rotation work
 	metrics    *metrics      // this mount's Prometheus metrics (metrics.go)
 	events     *eventLog     // this mount's Vault events (events.go)
+	orgUsage   orgUsageCache // each connection's last Salesforce-side usage answer (path_usage.go)
 
 	now func() time.Time
 	// retry bounds every Salesforce call; tests shorten it.
@@ -115,6 +116,7 @@ func newBackend() *backend {
 			pathCredentials(b),
 			pathCacheOnly(b),
 			pathTenantSecrets(b),
+			pathUsage(b),
 			pathConnections(b),
 			pathRoles(b),
 			pathCreds(b),

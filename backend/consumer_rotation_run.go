@@ -408,6 +408,9 @@ type credentialsAPI struct {
 	b      *backend
 	client *salesforce.Client
 	sess   salesforce.Session
+
+	userID   string // the logged-in user's id, the last segment of its identity URL
+	username string // the logged-in user's username; for client_credentials only once a mint has read it
 }
 
 func (a *credentialsAPI) close() {
@@ -440,6 +443,11 @@ func (b *backend) connectionAPI(ctx context.Context, s logical.Storage, rcName, 
 		}
 		api.client = rc.cc.client
 		tok, err = rc.cc.client.RequestClientCredentialsToken(ctx, rc.cc.key, rc.cc.secret)
+		if err == nil {
+			if u, ok := b.idents.m.Load(rc.cc.originID + "\x00" + tok.ID); ok { // runAsUser's cache: no call
+				api.username = u.(string)
+			}
+		}
 	} else {
 		user := rc.entry.DeployUsername
 		if user == "" {
@@ -448,7 +456,7 @@ func (b *backend) connectionAPI(ctx context.Context, s logical.Storage, rcName, 
 		if user == "" || rc.active == nil {
 			return nil, fieldErr(field, "(%s) needs an active key and a deploy_username (or verify_username) to log in as", rcName)
 		}
-		api.client, allowAny = rc.active.client, rc.active.origin.AllowNonSalesforceHost
+		api.client, allowAny, api.username = rc.active.client, rc.active.origin.AllowNonSalesforceHost, user
 		tok, err = rc.requestToken(ctx, b, rc.active, user)
 	}
 	if err != nil {
@@ -456,6 +464,7 @@ func (b *backend) connectionAPI(ctx context.Context, s logical.Storage, rcName, 
 	}
 	api.sess = salesforce.Session{InstanceURL: tok.InstanceURL, AccessToken: tok.AccessToken,
 		APIVersion: apiVersion, AllowNonSalesforceHost: allowAny}
+	api.userID = tok.ID[strings.LastIndex(tok.ID, "/")+1:]
 	return api, nil
 }
 

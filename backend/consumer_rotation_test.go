@@ -193,15 +193,7 @@ func TestCredentialsRotationRefusals(t *testing.T) {
 			resp, err := e.do(logical.UpdateOperation, "connections/cc/credentials/rotate", nil)
 			switch {
 			case c.status == http.StatusBadGateway:
-				var ce logical.HTTPCodedError
-				if !errors.As(err, &ce) || ce.Code() != http.StatusBadGateway {
-					t.Fatalf("want a 502, got %v %v", resp, err)
-				}
-				for _, w := range c.want {
-					if !strings.Contains(err.Error(), w) {
-						t.Fatalf("%q does not say %q", err, w)
-					}
-				}
+				wantBadGateway(t, resp, err, c.want...)
 			case err != nil:
 				t.Fatalf("a refusal must be a 400: %v", err)
 			default:

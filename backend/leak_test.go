@@ -55,6 +55,7 @@ func TestPrivateKeysNeverLeak(t *testing.T) {
 		mustOK(t, e.read("creds/leased")).Data["access_token"].(string),
 	}
 	e.read("roles/shared")
+	e.read("connections/prod/usage") // a login of its own, with queries that name the users
 	// Refusals and bad input, which print errors.
 	e.write("connections/prod/import", map[string]any{"private_key": pkcs1PEM(imported), "certificate": selfSigned(t, newRSA(t, 2048))})
 	e.write("connections/prod/import", map[string]any{"private_key": "-----BEGIN RSA PRIVATE KEY-----\n" + base64.StdEncoding.EncodeToString([]byte("not really a key at all")) + "\n-----END RSA PRIVATE KEY-----"})
@@ -96,6 +97,7 @@ func TestPrivateKeysNeverLeak(t *testing.T) {
 	ccLease := mustOK(t, e.read("creds/cc"))
 	tokens = append(tokens, ccLease.Data["access_token"].(string))
 	e.read("connections/cc")
+	e.read("connections/cc/usage")
 	e.write("connections/cc", map[string]any{"consumer_secret": ccSecret + "\x00"})
 	e.write("connections/cc", map[string]any{"consumer_secret": "wrong"})
 	e.read("creds/cc")

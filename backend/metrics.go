@@ -83,6 +83,9 @@ type metrics struct {
 	// logins are the per-user login windows, by loginRef.
 	logins sync.Map
 
+	// apiRequests is each connection's DailyApiRequests from its last usage fetch (path_usage.go).
+	apiRequests sync.Map // connection -> apiRequests
+
 	mu        sync.RWMutex
 	rotations map[rotationKey]*rotationStatus
 }
@@ -121,6 +124,13 @@ func (r *roleCounters) countMint(result, code string) {
 
 type loginRef struct{ connection, username string }
 
+type apiRequests struct{ max, remaining int }
+
+// dailyAPIRequests records the org's DailyApiRequests as a usage fetch of connection read it.
+func (m *metrics) dailyAPIRequests(connection string, allowance, remaining int) {
+	m.apiRequests.Store(connection, apiRequests{allowance, remaining})
+}
+
 var (
 	descLogins = prometheus.NewDesc(metricsNamespace+"_logins_last_hour",
 		"Salesforce logins (token requests) the plugin made for a user in the last 60 minutes. Salesforce refuses a user's logins above "+
@@ -143,6 +153,12 @@ var (
 	descNextRotation = prometheus.NewDesc(metricsNamespace+"_next_rotation_timestamp_seconds",
 		"When the next scheduled rotation starts, in Unix seconds. Absent when none is scheduled.",
 		[]string{"kind", "connection", "target"}, nil)
+	descAPIMax = prometheus.NewDesc(metricsNamespace+"_daily_api_requests_max",
+		"The org's DailyApiRequests allowance, as the last read of connections/<name>/usage found it.",
+		[]string{"connection"}, nil)
+	descAPIRemaining = prometheus.NewDesc(metricsNamespace+"_daily_api_requests_remaining",
+		"The org's DailyApiRequests left today, as the last read of connections/<name>/usage found it.",
+		[]string{"connection"}, nil)
 )
 
 func newMetrics(now func() time.Time) *metrics {
@@ -296,6 +312,7 @@ func (m *metrics) forgetConnection(name string) {
 		}
 		return true
 	})
+	m.apiRequests.Delete(name)
 }
 
 // forgetRole drops the series of a deleted role.
@@ -328,7 +345,7 @@ func (m *metrics) render() ([]byte, error) {
 type scrapeCollector struct{ m *metrics }
 
 func (c scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descMinted, descCache, descLogins, descLoginLimit, descRotationState, descCertExpiry, descNextRotation} {
+	for _, d := range []*prometheus.Desc{descMinted, descCache, descLogins, descLoginLimit, descRotationState, descCertExpiry, descNextRotation, descAPIMax, descAPIRemaining} {
 		ch <- d
 	}
 }
@@ -365,6 +382,12 @@ func (c scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 			return true
 		}
 		ch <- prometheus.MustNewConstMetric(descLogins, prometheus.GaugeValue, float64(n), ref.connection, ref.username)
+		return true
+	})
+	m.apiRequests.Range(func(k, v any) bool {
+		a := v.(apiRequests)
+		ch <- prometheus.MustNewConstMetric(descAPIMax, prometheus.GaugeValue, float64(a.max), k.(string))
+		ch <- prometheus.MustNewConstMetric(descAPIRemaining, prometheus.GaugeValue, float64(a.remaining), k.(string))
 		return true
 	})
 	m.mu.RLock()

@@ -144,6 +144,7 @@ func (b *backend) unscheduleConnection(name string) {
 	b.sched.set(name, time.Time{})
 	b.metrics.forgetConnection(name)
 	b.events.forgetConnection(name)
+	b.orgUsage.forget(name)
 }
 
 // nextRotationWork is when the connection next needs the periodic func: zero for never.

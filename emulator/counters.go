@@ -30,6 +30,7 @@ type Counters struct {
 	// a client that reuses its keep-alive connections opens none after its warm-up.
 	Connections  int `json:"connections"`
 	TenantSecret int `json:"tenant_secret"` // TenantSecret and Tooling Certificate requests
+	Queries      int `json:"queries"`       // GET …/query (SOQL), LoginHistory reads among them
 }
 
 func newCounters() Counters {

@@ -81,13 +81,18 @@ func orgRecord(base string, o Org) map[string]any {
 }
 
 // soqlRE reads the simple queries the Salesforce CLI sends:
-// SELECT fields FROM type [WHERE field = 'value'] [ORDER BY field] [LIMIT n].
-var soqlRE = regexp.MustCompile(`(?is)^\s*select\s+(.+?)\s+from\s+(\w+)(?:\s+where\s+(\w+)\s*=\s*'([^']*)')?(?:\s+order\s+by\s+\w+(?:\s+(?:asc|desc))?)?(?:\s+limit\s+(\d+))?\s*$`)
+// SELECT fields FROM type [WHERE field = 'value' | WHERE field IN ('v1', …)]
+// [ORDER BY field [ASC|DESC]] [LIMIT n].
+var soqlRE = regexp.MustCompile(`(?is)^\s*select\s+(.+?)\s+from\s+(\w+)(?:\s+where\s+(\w+)\s*(?:=\s*'([^']*)'|in\s*\(([^)]*)\)))?(?:\s+order\s+by\s+(\w+)(?:\s+(asc|desc))?)?(?:\s+limit\s+(\d+))?\s*$`)
+
+// soqlInRE is one quoted value of an IN list.
+var soqlInRE = regexp.MustCompile(`^\s*'([^']*)'\s*$`)
 
 // handleQuery is GET /services/data/vNN.N/query?q=SOQL, for the Organization
 // and User objects. Other types answer INVALID_TYPE, as Salesforce does for
 // an object the org does not have (a non-Dev-Hub org's ScratchOrgInfo, say).
 func (e *Emulator) handleQuery(w http.ResponseWriter, r *http.Request) {
+	e.count(func(c *Counters) { c.Queries++ })
 	s, ok := e.apiCall(w, r)
 	if !ok {
 		return
@@ -98,7 +103,19 @@ func (e *Emulator) handleQuery(w http.ResponseWriter, r *http.Request) {
 		writeRESTError(w, http.StatusBadRequest, "MALFORMED_QUERY", "unexpected token in: "+q)
 		return
 	}
-	typ, whereField, whereValue := m[2], m[3], m[4]
+	typ, whereField := m[2], m[3]
+	whereValues := []string{m[4]}
+	if m[5] != "" {
+		whereValues = nil
+		for _, v := range strings.Split(m[5], ",") {
+			vm := soqlInRE.FindStringSubmatch(v)
+			if vm == nil {
+				writeRESTError(w, http.StatusBadRequest, "MALFORMED_QUERY", "unexpected token in: "+q)
+				return
+			}
+			whereValues = append(whereValues, vm[1])
+		}
+	}
 	base := "/services/data/" + r.PathValue("ver") + "/sobjects/" + typ + "/"
 	var rows []map[string]any
 	var schema map[string]any // a record of the type, for its field names
@@ -121,6 +138,9 @@ func (e *Emulator) handleQuery(w http.ResponseWriter, r *http.Request) {
 	case "namedcredential":
 		rows = e.namedCredentialRows(s.org.ID, base)
 		schema = namedCredentialRecord(base, &namedCredential{})
+	case "loginhistory":
+		rows = e.loginHistoryRows(s, base)
+		schema = loginHistoryRecord(base, loginRecord{})
 	default:
 		writeRESTError(w, http.StatusBadRequest, "INVALID_TYPE",
 			"sObject type '"+typ+"' is not supported. If you are attempting to use a custom object, be sure to append the '__c' after the entity name.")
@@ -144,9 +164,25 @@ func (e *Emulator) handleQuery(w http.ResponseWriter, r *http.Request) {
 		}
 		whereField = name
 	}
+	if m[6] != "" {
+		name, found := fieldName(schema, m[6])
+		if !found {
+			writeRESTError(w, http.StatusBadRequest, "INVALID_FIELD", "No such column '"+m[6]+"' on entity '"+typ+"'.")
+			return
+		}
+		desc := strings.EqualFold(m[7], "desc")
+		// Values compare as text: Salesforce's datetime format sorts in time order.
+		slices.SortStableFunc(rows, func(a, b map[string]any) int {
+			c := strings.Compare(fmt.Sprint(a[name]), fmt.Sprint(b[name]))
+			if desc {
+				return -c
+			}
+			return c
+		})
+	}
 	limit := len(rows)
-	if m[5] != "" {
-		if n, err := strconv.Atoi(m[5]); err == nil && n < limit {
+	if m[8] != "" {
+		if n, err := strconv.Atoi(m[8]); err == nil && n < limit {
 			limit = n
 		}
 	}
@@ -155,13 +191,8 @@ func (e *Emulator) handleQuery(w http.ResponseWriter, r *http.Request) {
 		if len(records) == limit {
 			break
 		}
-		if whereField != "" {
-			v := row[whereField]
-			// IDs match in their 15- or 18-character form, other values ignoring case.
-			idMatch := whereField == "Id" && to18(whereValue) == v
-			if !idMatch && !strings.EqualFold(fmt.Sprint(v), whereValue) {
-				continue
-			}
+		if whereField != "" && !whereMatches(whereField, row[whereField], whereValues) {
+			continue
 		}
 		out := map[string]any{"attributes": row["attributes"]}
 		for _, f := range fields {
@@ -194,4 +225,18 @@ func fieldName(record map[string]any, field string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// whereMatches reports whether a row's value v of field matches one of values: IDs (Id,
+// UserId, …) in their 15- or 18-character form, other values ignoring case.
+func whereMatches(field string, v any, values []string) bool {
+	for _, want := range values {
+		if strings.HasSuffix(field, "Id") && to18(want) == v {
+			return true
+		}
+		if strings.EqualFold(fmt.Sprint(v), want) {
+			return true
+		}
+	}
+	return false
 }

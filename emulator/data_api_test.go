@@ -19,6 +19,23 @@ func restErrorCode(t *testing.T, r result) string {
 	return errs[0].ErrorCode
 }
 
+// restGet GETs path with token and checks the status and, for a refusal, its errorCode; ok
+// reports a 200 to look into.
+func (f *fixture) restGet(t *testing.T, path, token string, status int, code string) (r result, ok bool) {
+	t.Helper()
+	r = f.request(t, "GET", path, "", "", token)
+	if r.status != status {
+		t.Fatalf("status %d, want %d: %s", r.status, status, r.body)
+	}
+	if status != 200 {
+		if got := restErrorCode(t, r); got != code {
+			t.Errorf("errorCode %s, want %s", got, code)
+		}
+		return r, false
+	}
+	return r, true
+}
+
 func TestSObjectRead(t *testing.T) {
 	f := newFixture(t, Config{})
 	tok := f.login(t, f.user.Username)
@@ -53,14 +70,8 @@ func TestSObjectRead(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := f.request(t, "GET", c.path, "", "", c.token)
-			if r.status != c.status {
-				t.Fatalf("status %d, want %d: %s", r.status, c.status, r.body)
-			}
-			if c.status != 200 {
-				if got := restErrorCode(t, r); got != c.code {
-					t.Errorf("errorCode %s, want %s", got, c.code)
-				}
+			r, ok := f.restGet(t, c.path, c.token, c.status, c.code)
+			if !ok {
 				return
 			}
 			m := r.json(t)
@@ -107,6 +118,9 @@ func TestQuery(t *testing.T) {
 			ids: []string{f.deployer.ID}, first: map[string]any{"Username": f.deployer.Username}},
 		{name: "all users of the org only", q: "SELECT Id FROM User", ids: both},
 		{name: "ORDER BY and LIMIT accepted", q: "SELECT Id FROM User ORDER BY Username LIMIT 10", ids: both},
+		{name: "users by IN, 15- and 18-char ids", q: "SELECT Id FROM User WHERE Id IN ('" + f.user.ID[:15] + "', '" + f.deployer.ID + "')", ids: both},
+		{name: "users by IN, usernames", q: "SELECT Id FROM User WHERE Username IN ('Integration@example.com', 'nobody@example.com')", ids: []string{f.user.ID}},
+		{name: "ORDER BY an unknown field", q: "SELECT Id FROM User ORDER BY Bogus", code: "INVALID_FIELD"},
 		{name: "LIMIT bounds the records", q: "SELECT Id FROM User LIMIT 1", ids: []string{min(f.user.ID, f.deployer.ID)}}, // ordered by Id
 		{name: "fields answered in Salesforce's spelling", q: "select id, username from user where username = 'deployer@example.com'",
 			ids: []string{f.deployer.ID}, first: map[string]any{"Id": f.deployer.ID, "Username": f.deployer.Username}},

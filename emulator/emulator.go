@@ -79,6 +79,7 @@ type Emulator struct {
 	sessions map[string]*session
 	logins   map[string][]time.Time // successful logins per user ID, for the rate limit
 	apiCalls map[string]int         // REST calls per org, for DailyApiRequests
+	history  []loginRecord          // LoginHistory rows, oldest first (login_history.go)
 	deploys  map[string]*deployJob
 	faults   []*faultState
 	counters Counters

@@ -170,6 +170,10 @@ func (e *Emulator) handleLimits(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if s.user.LacksViewSetup {
+		writeRESTError(w, http.StatusForbidden, "INSUFFICIENT_ACCESS", "The user does not have the View Setup and Configuration permission.")
+		return
+	}
 	e.mu.Lock()
 	used := e.apiCalls[s.org.ID]
 	e.mu.Unlock()

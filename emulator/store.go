@@ -36,6 +36,8 @@ type User struct {
 	// Permissions are user permission API names, e.g. PermExternalClientAppDeveloper and
 	// PermViewClientSecret (compared case-insensitively).
 	Permissions []string `json:"permissions,omitempty"`
+	// LacksViewSetup: the user has no View Setup and Configuration, so /limits refuses it.
+	LacksViewSetup bool `json:"lacks_view_setup,omitempty"`
 }
 
 // User permissions the emulator checks.

@@ -29,9 +29,11 @@ type tokenResponse struct {
 // through handleClientCredentials, the client credentials grant.
 func (e *Emulator) handleToken(w http.ResponseWriter, r *http.Request) {
 	e.count(func(c *Counters) { c.TokenRequests++ })
+	var who string // the user the request logs in as, once known: its failures are in LoginHistory
 	fail := func(code, desc string) {
 		e.count(func(c *Counters) { c.TokenErrors[code]++ })
 		e.logf("emulator: token refused: %s: %s", code, desc)
+		e.recordLogin(r, who, "", "Failed: "+desc)
 		writeOAuthError(w, http.StatusBadRequest, code, desc)
 	}
 	if r.Method != http.MethodPost {
@@ -52,11 +54,16 @@ func (e *Emulator) handleToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Form.Get("grant_type") == grantTypeClientCredentials {
-		e.handleClientCredentials(w, r, fail)
+		e.handleClientCredentials(w, r, func(code, desc string) {
+			key, _ := clientAuth(r)
+			who = e.peekRunAs(key)
+			fail(code, desc)
+		})
 		return
 	}
 	assertion := r.Form.Get("assertion")
 	sub := peekSubject(assertion)
+	who = sub
 	if sub != "" {
 		e.count(func(c *Counters) { c.TokenRequestsByUser[sub]++ })
 	}
@@ -84,6 +91,7 @@ func (e *Emulator) writeGrant(w http.ResponseWriter, r *http.Request, g *grant, 
 	// Counted here, not in issue: LoginAs issues sessions too, and they are not logins of
 	// the flow under test.
 	e.count(func(c *Counters) { c.TokensIssued++ })
+	e.recordLogin(r, g.user.Username, g.app.Name, loginHistorySuccess)
 	if f != nil && f.Kind == FaultWrongInstanceURL {
 		// Plain http: the plugin must refuse it rather than send the token
 		// in clear. Same host and port, so a client that follows it anyway
