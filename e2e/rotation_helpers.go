@@ -470,8 +470,10 @@ func startReaders(t testing.TB, v *Vault, o readersOptions, specs ...readerSpec)
 		})
 	}
 	r := &credsReaders{emu: o.emu, stop: make(chan struct{}), served: map[string]int{}, checked: map[string]bool{}}
-	for _, sp := range specs {
+	for _, sp := range specs { // all before any reader runs: readers write served under r.mu
 		r.served[sp.Role] = 0
+	}
+	for _, sp := range specs {
 		for i := 0; i < sp.N; i++ {
 			token := ""
 			if o.policy {
