@@ -150,6 +150,7 @@ func getConnection(ctx context.Context, s logical.Storage, name string) (*connec
 // what storage holds is then unknown).
 func (b *backend) putConnection(ctx context.Context, s logical.Storage, name string, c *connectionEntry) error {
 	defer b.snaps.drop(name)
+	defer b.orgUsage.forget(name) // its figures and logins may be another org's now
 	return putJSON(ctx, s, connectionsPrefix+name, c)
 }
 

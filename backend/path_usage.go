@@ -48,6 +48,7 @@ type orgLogin struct {
 type orgUsageCache struct {
 	mu     sync.Mutex
 	last   map[string]*orgUsage
+	gen    map[string]uint64 // bumped by forget: a fetch begun before it is not kept
 	flight singleflight.Group
 }
 
@@ -57,20 +58,37 @@ func (c *orgUsageCache) get(name string) *orgUsage {
 	return c.last[name]
 }
 
-func (c *orgUsageCache) put(name string, u *orgUsage) {
+func (c *orgUsageCache) generation(name string) uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.gen[name]
+}
+
+// put keeps u if the connection has not been written since gen was read; false: it was (u
+// describes the org the connection named before), and u is not kept.
+func (c *orgUsageCache) put(name string, gen uint64, u *orgUsage) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen[name] != gen {
+		return false
+	}
 	if c.last == nil {
 		c.last = map[string]*orgUsage{}
 	}
 	c.last[name] = u
+	return true
 }
 
-// forget drops the answer of a deleted connection.
+// forget drops the answer of a connection written or deleted: a re-pointed connection must
+// not show the previous org's figures and logins.
 func (c *orgUsageCache) forget(name string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.last, name)
+	if c.gen == nil {
+		c.gen = map[string]uint64{}
+	}
+	c.gen[name]++
 }
 
 func pathUsage(b *backend) []*framework.Path {
@@ -134,12 +152,12 @@ func (b *backend) orgUsageOf(ctx context.Context, s logical.Storage, name string
 		// The fetch serves every reader waiting on it: one reader leaving must not cancel it.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), orgUsageTimeout)
 		defer cancel()
+		gen := b.orgUsage.generation(name)
 		u, err := b.fetchOrgUsage(fctx, s, name)
 		if err != nil {
 			return nil, err
 		}
-		b.orgUsage.put(name, u)
-		if u.err == nil {
+		if b.orgUsage.put(name, gen, u) && u.err == nil {
 			b.metrics.dailyAPIRequests(name, u.max, u.remaining)
 		}
 		return answer{u, false}, nil

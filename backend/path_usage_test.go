@@ -112,6 +112,25 @@ func TestUsageIsCachedForAMinute(t *testing.T) {
 	}
 }
 
+// TestUsageIsDroppedByAConnectionWrite: a connection written (re-pointed, say) never answers
+// with figures fetched before the write, even inside the minute.
+func TestUsageIsDroppedByAConnectionWrite(t *testing.T) {
+	e := newUsageEnv(t)
+	mustOK(t, e.read(usagePath))
+	mustOK(t, e.write("connections/prod", map[string]any{"allowed_roles": []string{"app"}}))
+	before := e.emu.Counters()
+	d := mustOK(t, e.read(usagePath)).Data
+	if d["cached"] != false || e.emu.Counters().Limits != before.Limits+1 {
+		t.Fatalf("after a connection write: cached=%v, %d limits calls", d["cached"], e.emu.Counters().Limits-before.Limits)
+	}
+	// A fetch that began before a write is served to its readers but not kept.
+	gen := e.b.orgUsage.generation("prod")
+	e.b.orgUsage.forget("prod")
+	if e.b.orgUsage.put("prod", gen, &orgUsage{fetchedAt: e.clock.Now()}) || e.b.orgUsage.get("prod") != nil {
+		t.Fatal("an answer fetched before the connection's write was kept")
+	}
+}
+
 func TestUsageConcurrentReadersShareOneFetch(t *testing.T) {
 	e := newUsageEnv(t)
 	// Slow /limits so every reader arrives while the first fetch is in flight.
