@@ -402,6 +402,10 @@ func TestCredentialsRotationResumesAfterCrashAtEveryStep(t *testing.T) {
 // Eight readers mint throughout a rotation, the overlap and the deletion: none fails.
 func TestCredentialsRotationUnderConcurrentReaders(t *testing.T) {
 	e := newCCRotationEnv(t, map[string]any{"credentials_rotation_period": "24h"})
+	// Make the rotation due before any reader starts: a 25-hour jump between a mint's token
+	// request and its identity call would expire the session (2 h idle timeout) and fail a read
+	// no real clock could fail. The 2-minute steps below stay far inside the timeout.
+	e.clock.Advance(25 * time.Hour)
 	var stop atomic.Bool
 	var reads, failed atomic.Int64
 	var wg sync.WaitGroup
@@ -421,7 +425,6 @@ func TestCredentialsRotationUnderConcurrentReaders(t *testing.T) {
 			}
 		}()
 	}
-	e.clock.Advance(25 * time.Hour)
 	for i := 0; i < 10; i++ {
 		e.tick()
 		time.Sleep(20 * time.Millisecond)
