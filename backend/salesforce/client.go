@@ -21,6 +21,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unique"
 
 	"golang.org/x/net/http/httpproxy"
 	"golang.org/x/net/idna"
@@ -365,6 +366,12 @@ func (c *Client) token(ctx context.Context, form url.Values) (*Token, error) {
 	}
 	if tok.TokenType == "" {
 		tok.TokenType = "Bearer"
+	}
+	// A mount caches a token per role, and the tokens of one org and user repeat these
+	// values: keep one copy of each (unique holds the canonical string weakly) rather than
+	// one per token, about 180 bytes a cached token.
+	for _, f := range []*string{&tok.InstanceURL, &tok.ID, &tok.TokenType, &tok.Scope} {
+		*f = unique.Make(*f).Value()
 	}
 	return &tok, nil
 }

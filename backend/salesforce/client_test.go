@@ -13,10 +13,12 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/net/http/httpproxy"
 )
@@ -285,5 +287,40 @@ func TestProxyAddrs(t *testing.T) {
 				t.Errorf("proxyAddrs(%+v) = %v, want %v", c.cfg, got, c.want)
 			}
 		}
+	}
+}
+
+// Tokens cached per role repeat the org's instance URL, the user's identity URL, the type and
+// the scope: each decoded token must point at one shared copy, not hold its own (the memory a
+// mount with many roles keeps), while the access token stays the token's own.
+func TestTokensShareTheirRepeatedFields(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, `{"access_token":"tok-`+strconv.Itoa(int(n.Add(1)))+`","instance_url":"https://example.my.salesforce.com",`+
+			`"id":"https://login.salesforce.com/id/00D/005","token_type":"Bearer","scope":"api"}`)
+	}))
+	defer srv.Close()
+	cl, err := New(Options{LoginURL: srv.URL, AllowNonSalesforceHost: true,
+		CACertPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})),
+		Retry:     RetryPolicy{Attempts: 1, AttemptTimeout: 2 * time.Second, Budget: 3 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var toks [2]*Token
+	for i := range toks {
+		if toks[i], err = cl.RequestToken(context.Background(), "a.b.c"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := toks[0], toks[1]
+	for name, f := range map[string][2]string{"instance_url": {a.InstanceURL, b.InstanceURL}, "id": {a.ID, b.ID},
+		"token_type": {a.TokenType, b.TokenType}, "scope": {a.Scope, b.Scope}} {
+		if f[0] != f[1] || unsafe.StringData(f[0]) != unsafe.StringData(f[1]) {
+			t.Errorf("%s: each token holds its own copy", name)
+		}
+	}
+	if a.AccessToken == b.AccessToken {
+		t.Errorf("two token requests returned the same access token %q", a.AccessToken)
 	}
 }
