@@ -110,7 +110,10 @@ func newBackend() *backend {
 			Unauthenticated: []string{"cache-only/*"},
 		},
 		Paths: framework.PathAppend(
-			// Specific patterns before generic ones: the first match wins.
+			// The SDK tries the patterns in this order on every request, first match wins:
+			// creds, the path applications call, comes first (no other pattern starts like
+			// it); then specific patterns before generic ones.
+			pathCreds(b),
 			pathKeys(b),
 			pathRotation(b),
 			pathCredentials(b),
@@ -119,7 +122,6 @@ func newBackend() *backend {
 			pathUsage(b),
 			pathConnections(b),
 			pathRoles(b),
-			pathCreds(b),
 			[]*framework.Path{pathInfo(b)},
 			[]*framework.Path{pathMetrics(b)},
 		),
