@@ -19,6 +19,9 @@ import (
 //
 //	VAULT_BIN=$(scripts/vault.sh) BENCH_PPROF=$PWD/bin/bench/pprof go test -run TestProfile -v ./bench/
 //	go tool pprof -top bin/bench/pprof/plugin-cold-8.pprof
+//
+// BENCH_PLUGIN_ENV="GOGC=50" (or GOMEMLIMIT=…) registers the plugin with that environment, as an
+// operator would with `vault plugin register -env`, to measure what it trades (docs/PROFILES.md).
 func TestProfile(t *testing.T) {
 	dir := os.Getenv("BENCH_PPROF")
 	if dir == "" {
@@ -35,7 +38,10 @@ func TestProfile(t *testing.T) {
 		clients int
 		op      Op
 	}{
+		{"cached-1", 1, o["shared"]},
+		{"info-1", 1, o[OpInfo]},
 		{"cached-64", 64, o["shared"]},
+		{"info-64", 64, o[OpInfo]},
 		{"kv-64", 64, o[OpKV]},
 		{"cold-1", 1, o["leased"]},
 		{"cold-8", 8, o["leased"]},
@@ -86,6 +92,14 @@ func TestProfile(t *testing.T) {
 	for _, args := range [][]string{{"-sample_index=inuse_space", "-top", "-nodecount=30"}, {"-sample_index=inuse_space", "-top", "-cum", "-nodecount=60"}} {
 		out, _ := exec.Command("go", append(append([]string{"tool", "pprof"}, args...), heap)...).CombinedOutput()
 		_ = os.WriteFile(heap+"."+args[len(args)-2]+".txt", out, 0o644)
+	}
+	// Where the RSS is: the heap's own accounting (runtime.MemStats at the end of heap?debug=1)
+	// beside the kernel's split of resident pages into anonymous and file-backed (the binary).
+	if err := fetch(fmt.Sprintf("http://%s/debug/pprof/heap?debug=1", e.PprofAddr), "", filepath.Join(dir, "plugin-scale-memstats.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", e.S.PluginPID(t))); err == nil {
+		_ = os.WriteFile(filepath.Join(dir, "plugin-scale-smaps.txt"), b, 0o644)
 	}
 	if err := fetch(fmt.Sprintf("http://%s/debug/pprof/goroutine?debug=1", e.PprofAddr), "", filepath.Join(dir, "plugin-scale-goroutines.txt")); err != nil {
 		t.Fatal(err)

@@ -365,6 +365,7 @@ func (r *Report) Markdown() string {
 		w("| plugin RSS before seeding (after sections 1–4) | %s |\n", Bytes(float64(s.RSSBefore)))
 		w("| plugin RSS after seeding | %s |\n", Bytes(float64(s.RSSSeeded)))
 		w("| plugin RSS with a token cached per role | %s |\n", Bytes(float64(s.RSSMinted)))
+		w("| … of which file-backed (the plugin binary's pages) | %s |\n", Bytes(float64(s.RSSFileMinted)))
 		w("| plugin peak RSS (VmHWM, whole run) | %s |\n", Bytes(float64(s.HWM)))
 		if r.InProc != nil {
 			for _, x := range []struct{ name, label string }{
@@ -558,8 +559,11 @@ func (r *Report) analysis(b *strings.Builder) {
 				s.Roles, s.Conns, Bytes(float64(s.RSSBefore)))
 			w("host rule share one transport (one root pool, one idle pool; snapshot.go `transportPool`), so what grows per\n")
 			w("connection is its snapshot (entry, parsed signer) and per role its cached token. A heap profile of the plugin at\n")
-			w("this point: `BENCH_PPROF=… go test -run TestProfile ./bench/` writes `plugin-scale-heap.pprof`. Go's GC headroom\n")
-			w("(GOGC=100) keeps up to twice the live heap in RSS.\n\n")
+			w("this point: `BENCH_PPROF=… go test -run TestProfile ./bench/` writes `plugin-scale-heap.pprof`. Of the RSS, %s are\n",
+				Bytes(float64(s.RSSFileMinted)))
+			w("file-backed: the plugin binary's code and data, which no setting of the plugin's changes. The rest is Go's heap,\n")
+			w("which the GC lets grow to twice the live heap (GOGC=100) before it collects. docs/PROFILES.md breaks both down from\n")
+			w("a profile and measures what `vault plugin register -env=GOGC=…` or `-env=GOMEMLIMIT=…` trades for less.\n\n")
 		})
 	}
 	if len(items) == 0 {

@@ -36,7 +36,10 @@ type ScaleResult struct {
 	RoleList, KVList []time.Duration // LIST <mount>/roles and LIST kv/metadata/list/ of as many keys
 
 	RSSBefore, RSSSeeded, RSSMinted, HWM int64
-	Errors                               []string
+	// RSSFileMinted is the file-backed part of RSSMinted (RssFile): the plugin binary's pages,
+	// shared with the page cache; the rest is Go's heap and runtime.
+	RSSFileMinted int64
+	Errors        []string
 }
 
 // Scale seeds a fresh plugin mount with ScaleConns connections and ScaleRoles roles through
@@ -152,6 +155,9 @@ func (e *Env) Scale(t testing.TB) *ScaleResult {
 	})
 	t.Logf("scale: one mint per role in %s", res.MintAll.Round(time.Millisecond))
 	res.RSSMinted = rss()
+	if kb, err := e2e.ProcStatusKB(e.S.PluginPID(t), "RssFile"); err == nil {
+		res.RSSFileMinted = kb * 1024
+	}
 	res.HWM, _ = HWM(e.S.PluginPID(t))
 
 	// Key versions: rotations on a connection that keeps every archived key (keep_archived_keys

@@ -294,5 +294,8 @@ func pprofPlugin(t testing.TB) (ServerOptions, string) {
 		t.Fatalf("building the profiling plugin: %v\n%s", err, out)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", e2e.FreePort(t))
-	return ServerOptions{PluginBin: bin, PluginEnv: []string{"BENCH_PPROF_ADDR=" + addr}}, addr
+	// BENCH_PLUGIN_ENV (space-separated NAME=value) adds to the plugin's environment, as
+	// `vault plugin register -env` would: e.g. GOGC=50 to measure what it trades.
+	env := append([]string{"BENCH_PPROF_ADDR=" + addr}, strings.Fields(os.Getenv("BENCH_PLUGIN_ENV"))...)
+	return ServerOptions{PluginBin: bin, PluginEnv: env}, addr
 }
