@@ -55,7 +55,7 @@ func TestTenantSecretConfigRefusals(t *testing.T) {
 		want       string
 	}{
 		{"unknown type", "connections/prod/tenant-secrets/bogus", map[string]any{"certificate_name": "Vault_BYOK"}, "type"},
-		{"search index wrapping", "connections/prod/tenant-secrets/search_index", map[string]any{"certificate_name": "Vault_BYOK"}, "CKM_RSA_AES_KEY_WRAP"},
+		{"search index below a week", "connections/prod/tenant-secrets/search_index", map[string]any{"certificate_name": "Vault_BYOK", "rotation_period": "100h"}, "rotation_period"},
 		{"no certificate name", "connections/prod/tenant-secrets/analytics", map[string]any{}, "certificate_name"},
 		{"unknown certificate", "connections/prod/tenant-secrets/analytics", map[string]any{"certificate_name": "Nope"}, "certificate_name"},
 		{"bad certificate PEM", "connections/prod/tenant-secrets/analytics", map[string]any{"certificate_name": "Vault_BYOK", "certificate": "not a pem"}, "certificate"},
