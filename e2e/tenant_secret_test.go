@@ -23,15 +23,10 @@ import (
 // destroyed; and the secret (raw, base64, hex) appears in no response, audit or server log line.
 func TestTenantSecretBYOK(t *testing.T) {
 	t.Parallel()
-	e := newRelEnv(t, relEnvOptions{trace: true})
+	e := newBYOKEnv(t, relEnvOptions{trace: true})
 	v := e.Vault
 	auditPath := filepath.Join(t.TempDir(), "audit.log")
 	v.CLI(t, "audit", "enable", "file", "file_path="+auditPath)
-	e.Emu.admin(t, http.MethodPut, "/__emulator/users/"+e.Emu.DeployUsername+"/permissions",
-		map[string]any{"permissions": []string{emulator.PermManageEncryptionKeys}})
-	e.Emu.admin(t, http.MethodPost, "/__emulator/byok-certificates", map[string]any{"org_id": e.Emu.OrgID, "name": "Vault_BYOK"})
-	e.CreateConnection(t, v, "prod", map[string]any{"deploy_username": e.Emu.DeployUsername})
-	e.TrustConnection(t, v, "prod")
 
 	base := Mount + "/connections/prod/tenant-secrets/data"
 	cfg := v.Write(t, base, map[string]any{"certificate_name": "Vault_BYOK", "rotation_period": "720h"})
@@ -41,10 +36,7 @@ func TestTenantSecretBYOK(t *testing.T) {
 	rotated := v.Write(t, base+"/rotate", nil)
 	hash := StringField(t, rotated, "hash_sha256")
 
-	var held []emulator.TenantSecretRecord
-	if err := json.Unmarshal(e.Emu.admin(t, http.MethodGet, "/__emulator/tenant-secrets", nil), &held); err != nil {
-		t.Fatal(err)
-	}
+	held := heldTenantSecrets(t, e.Emu)
 	if len(held) != 1 || held[0].Status != emulator.TenantSecretActive || held[0].Hash != hash || held[0].ID != StringField(t, rotated, "salesforce_id") {
 		t.Fatalf("Salesforce holds %+v; Vault says %v", held, rotated.Data)
 	}
@@ -81,6 +73,29 @@ func TestTenantSecretBYOK(t *testing.T) {
 			}
 		}
 	}
+}
+
+// newBYOKEnv is a real Vault and an emulator whose deploy user holds Manage Encryption Keys, in
+// an org with BYOK certificate Vault_BYOK, and a trusted connection prod that logs in as it.
+func newBYOKEnv(t *testing.T, o relEnvOptions) *Env {
+	t.Helper()
+	e := newRelEnv(t, o)
+	e.Emu.admin(t, http.MethodPut, "/__emulator/users/"+e.Emu.DeployUsername+"/permissions",
+		map[string]any{"permissions": []string{emulator.PermManageEncryptionKeys}})
+	e.Emu.admin(t, http.MethodPost, "/__emulator/byok-certificates", map[string]any{"org_id": e.Emu.OrgID, "name": "Vault_BYOK"})
+	e.CreateConnection(t, e.Vault, "prod", map[string]any{"deploy_username": e.Emu.DeployUsername})
+	e.TrustConnection(t, e.Vault, "prod")
+	return e
+}
+
+// heldTenantSecrets are the tenant secrets Salesforce (the emulator) holds, oldest first.
+func heldTenantSecrets(t *testing.T, emu *Emulator) []emulator.TenantSecretRecord {
+	t.Helper()
+	var held []emulator.TenantSecretRecord
+	if err := json.Unmarshal(emu.admin(t, http.MethodGet, "/__emulator/tenant-secrets", nil), &held); err != nil {
+		t.Fatal(err)
+	}
+	return held
 }
 
 // storedTenantSecret reads the sealed secret of a version through sys/raw (the test's view of

@@ -339,6 +339,9 @@ func (e *Emulator) addTenantSecret(w http.ResponseWriter, s authSession, t *tena
 	if s.org.Sandbox {
 		interval = TenantSecretMinInterval[typ][1]
 	}
+	if e.cfg.TenantSecretMinInterval > 0 {
+		interval = e.cfg.TenantSecretMinInterval
+	}
 	switch {
 	case kept >= MaxTenantSecretsPerType:
 		writeRESTError(w, http.StatusBadRequest, "LIMIT_EXCEEDED", fmt.Sprintf("You can have at most %d active and archived tenant secrets of type %s: destroy an archived one first", MaxTenantSecretsPerType, typ))

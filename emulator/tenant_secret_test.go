@@ -23,9 +23,15 @@ type byokFixture struct {
 	cert *rsa.PublicKey
 }
 
-func newBYOKFixture(t *testing.T) *byokFixture {
+// newBYOKFixture is an org whose user holds Manage Encryption Keys and BYOK certificate
+// Vault_BYOK; cfg (at most one) configures the emulator.
+func newBYOKFixture(t *testing.T, cfg ...Config) *byokFixture {
 	t.Helper()
-	f := newFixture(t, Config{})
+	c := Config{}
+	if len(cfg) > 0 {
+		c = cfg[0]
+	}
+	f := newFixture(t, c)
 	if _, err := f.e.SetUserPermissions(f.user.Username, PermManageEncryptionKeys); err != nil {
 		t.Fatal(err)
 	}
@@ -285,5 +291,24 @@ func TestTenantSecretRSAAESKeyWrap(t *testing.T) {
 				t.Fatalf("stored: %+v", got)
 			}
 		})
+	}
+}
+
+// TestTenantSecretMinIntervalConfig: Config.TenantSecretMinInterval replaces the per-type
+// table for every type (end-to-end tests rotate twice within Salesforce's 24h with it).
+func TestTenantSecretMinIntervalConfig(t *testing.T) {
+	f := newBYOKFixture(t, Config{TenantSecretMinInterval: time.Minute})
+	for _, typ := range []string{"Data", "EventBus"} {
+		if r := f.upload(t, typ, nil); r.status != 201 {
+			t.Fatalf("%s: %d %s", typ, r.status, r.body)
+		}
+		if r := f.upload(t, typ, nil); r.status != 400 || !strings.Contains(string(r.body), "once every 1m0s") {
+			t.Fatalf("%s within the configured minute: %d %s", typ, r.status, r.body)
+		}
+	}
+	f.clock.Advance(time.Minute)
+	f.tok = f.login(t, f.user.Username)
+	if r := f.upload(t, "EventBus", nil); r.status != 201 {
+		t.Fatalf("EventBus a minute later (Salesforce's table says 7 days): %d %s", r.status, r.body)
 	}
 }
