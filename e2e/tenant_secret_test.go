@@ -20,7 +20,8 @@ import (
 // BYOK certificate through the emulator's Tooling API, and the upload it makes is one the
 // emulator (Salesforce's side, holding the certificate's private key) unwraps to 32 bytes whose
 // SHA-256 matches; the version table agrees with Salesforce; the active version cannot be
-// destroyed; and the secret (raw, base64, hex) appears in no response, audit or server log line.
+// destroyed; a search_index secret (CKM_RSA_AES_KEY_WRAP) is accepted too; and neither secret
+// (base64, hex) appears in any response, audit or server log line.
 func TestTenantSecretBYOK(t *testing.T) {
 	t.Parallel()
 	e := newBYOKEnv(t, relEnvOptions{trace: true})
@@ -30,6 +31,7 @@ func TestTenantSecretBYOK(t *testing.T) {
 
 	base := Mount + "/connections/prod/tenant-secrets/data"
 	cfg := v.Write(t, base, map[string]any{"certificate_name": "Vault_BYOK", "rotation_period": "720h"})
+	v.Write(t, Mount+"/connections/prod/tenant-secrets/search_index", map[string]any{"certificate_name": "Vault_BYOK"})
 	if StringField(t, cfg, "certificate_fingerprint_sha256") == "" {
 		t.Fatal("the certificate was not read through the Tooling API")
 	}
@@ -53,7 +55,17 @@ func TestTenantSecretBYOK(t *testing.T) {
 		t.Fatalf("destroying the active version: %v", err)
 	}
 
-	needles := map[string]string{"base64": base64.StdEncoding.EncodeToString(secret), "base64url": base64.RawURLEncoding.EncodeToString(secret), "hex": hex.EncodeToString(secret)}
+	// A search_index secret goes out CKM_RSA_AES_KEY_WRAP wrapped; the emulator opens it with
+	// its own RFC 5649 unwrap and checks the hash.
+	si := v.Write(t, Mount+"/connections/prod/tenant-secrets/search_index/rotate", nil)
+	if held := heldTenantSecrets(t, e.Emu); len(held) != 2 || held[1].Type != "SearchIndex" || held[1].Status != emulator.TenantSecretActive ||
+		held[1].Hash != StringField(t, si, "hash_sha256") {
+		t.Fatalf("after the search_index rotation Salesforce holds %+v; Vault says %v", held, si.Data)
+	}
+	siSecret := storedTenantSecret(t, v, "prod", "search_index", 1)
+
+	needles := map[string]string{"base64": base64.StdEncoding.EncodeToString(secret), "base64url": base64.RawURLEncoding.EncodeToString(secret), "hex": hex.EncodeToString(secret),
+		"search_index base64": base64.StdEncoding.EncodeToString(siSecret), "search_index hex": hex.EncodeToString(siSecret)}
 	haystacks := map[string][]string{"audit log": relReadLines(t, auditPath), "server log": relReadLines(t, v.LogPath)}
 	if logCountAny(haystacks["audit log"], "tenant-secrets/data/rotate") == 0 || logCountAny(haystacks["server log"], "rotated a tenant secret") == 0 {
 		t.Fatal("the logs hold no rotation lines: the scan would prove nothing")
