@@ -5,7 +5,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
-	"sort"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -140,7 +139,15 @@ func (b *backend) pathCacheOnlyKeyCreate(ctx context.Context, req *logical.Reque
 		return nil, err
 	}
 
-	defer b.lockCacheOnlyKey(kid)()
+	defer b.lockCacheOnlyKeyOf(name, kid)()
+	// Again under the lock the connection delete takes: a key is never made for a connection
+	// deleted since the check above.
+	if conn, err := getConnection(ctx, req.Storage, name); err != nil || conn == nil {
+		if err != nil {
+			return nil, err
+		}
+		return logical.ErrorResponse("connection %q does not exist: create it first", name), nil
+	}
 	if existing, err := getCacheOnlyKey(ctx, req.Storage, kid); err != nil || existing != nil {
 		if err != nil {
 			return nil, err
@@ -250,28 +257,15 @@ func (b *backend) pathCacheOnlyKeyRead(ctx context.Context, req *logical.Request
 }
 
 func (b *backend) pathCacheOnlyKeysList(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	name := d.Get("name").(string)
-	kids, err := req.Storage.List(ctx, cacheOnlyPrefix)
+	found, err := cacheOnlyKeysOf(ctx, req.Storage, d.Get("name").(string))
 	if err != nil {
 		return nil, err
 	}
-	sort.Strings(kids)
 	var keys []string
 	info := map[string]any{}
-	for _, kid := range kids {
-		k, err := cacheOnlyKeyOf(ctx, req.Storage, name, kid)
-		if err != nil {
-			return nil, err
-		}
-		if k == nil {
-			continue
-		}
-		sec, err := getCacheOnlySecret(ctx, req.Storage, k)
-		if err != nil {
-			return nil, err
-		}
-		keys = append(keys, kid)
-		info[kid] = cacheOnlyKeyInfo(k, nil, k.status(sec))
+	for _, k := range found {
+		keys = append(keys, k.key.Kid)
+		info[k.key.Kid] = cacheOnlyKeyInfo(k.key, nil, k.key.status(k.secret))
 	}
 	return logical.ListResponseWithInfo(keys, info), nil
 }

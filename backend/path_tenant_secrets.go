@@ -21,7 +21,7 @@ func tenantSecretPattern(suffix string) string {
 
 func tenantSecretTypeField() map[string]*framework.FieldSchema {
 	return map[string]*framework.FieldSchema{"type": {Type: framework.TypeString,
-		Description: "The secret's type, Salesforce's TenantSecret Type: data, deterministic_data, analytics, event_bus (search_index and database are refused: Salesforce wraps them differently, which this plugin does not implement)."}}
+		Description: "The secret's type, Salesforce's TenantSecret Type: data, deterministic_data, analytics, event_bus, search_index or database. search_index and database secrets are wrapped as Salesforce takes them, CKM_RSA_AES_KEY_WRAP (an ephemeral AES-256 key under RSA-OAEP, the secret under it by RFC 5649 key wrap); the others with RSA-OAEP."}}
 }
 
 func tenantSecretVersionFields() map[string]*framework.FieldSchema {
@@ -39,9 +39,9 @@ func tenantSecretConfigFields() map[string]*framework.FieldSchema {
 	f["key_derivation"] = &framework.FieldSchema{Type: framework.TypeBool, Default: true,
 		Description: "Salesforce derives the data key from the secret (KeyDerivationMode PBKDF2). false uploads the secret as the final data key (NONE)."}
 	f["oaep_hash"] = &framework.FieldSchema{Type: framework.TypeString, Default: "sha1", AllowedValues: []any{"sha1", "sha512"},
-		Description: "The RSA-OAEP padding hash used to wrap the secret: sha1 (what published key managers use) or sha512 (the \"SHA512 padding\" Salesforce's docs name); Salesforce accepts both."}
+		Description: "The RSA-OAEP padding hash used to wrap the secret (for search_index and database, the ephemeral AES key): sha1 (what published key managers use) or sha512 (the \"SHA512 padding\" Salesforce's docs name); Salesforce accepts both."}
 	f["rotation_period"] = &framework.FieldSchema{Type: framework.TypeDurationSecond, Default: 0,
-		Description: "Rotate automatically this long after the last rotation; 0 turns it off. Refused below Salesforce's minimum for the type: data and analytics 24h (sandbox 4h), deterministic_data 168h (sandbox 4h), event_bus 168h."}
+		Description: "Rotate automatically this long after the last rotation; 0 turns it off. Refused below Salesforce's minimum for the type: data and analytics 24h (sandbox 4h), deterministic_data 168h (sandbox 4h), event_bus and search_index 168h, database 24h (sandbox 4h; not published by Salesforce, assumed as data's)."}
 	f["keep_archived"] = &framework.FieldSchema{Type: framework.TypeInt, Default: defaultKeep,
 		Description: "How many archived versions to keep, 1 to 49 (Salesforce allows 50 active + archived per type). Beyond it, the oldest are destroyed only if auto_destroy is on."}
 	f["auto_destroy"] = &framework.FieldSchema{Type: framework.TypeBool, Default: false,
@@ -81,12 +81,8 @@ func pathTenantSecrets(b *backend) []*framework.Path {
 }
 
 func validTenantSecretType(typ string) *fieldError {
-	t, ok := tenantSecretTypes[typ]
-	switch {
-	case !ok:
+	if _, ok := tenantSecretTypes[typ]; !ok {
 		return fieldErr("type", "must be one of data, deterministic_data, analytics, event_bus, search_index, database")
-	case !t.oaep:
-		return fieldErr("type", "%s secrets are wrapped by Salesforce with CKM_RSA_AES_KEY_WRAP, which this plugin does not implement yet: manage them in Setup", typ)
 	}
 	return nil
 }

@@ -49,9 +49,10 @@ const (
 type tenantSecretType struct {
 	salesforce string
 	minimum    [2]time.Duration
-	oaep       bool // false: Salesforce wraps it with CKM_RSA_AES_KEY_WRAP, not implemented here
+	oaep       bool // false: Salesforce takes it CKM_RSA_AES_KEY_WRAP wrapped (rsaAESKeyWrap)
 }
 
+// Database is absent from Salesforce's table of minimum intervals: Data's is assumed.
 var tenantSecretTypes = map[string]tenantSecretType{
 	"data":               {"Data", [2]time.Duration{24 * time.Hour, 4 * time.Hour}, true},
 	"deterministic_data": {"DeterministicData", [2]time.Duration{7 * 24 * time.Hour, 4 * time.Hour}, true},
@@ -321,7 +322,7 @@ func (b *backend) uploadTenantSecret(ctx context.Context, api *credentialsAPI, c
 	if err != nil {
 		return "", err
 	}
-	wrapped, err := rsa.EncryptOAEP(oaepHash(cfg.OAEPHash), rand.Reader, cert.PublicKey.(*rsa.PublicKey), secret, nil)
+	wrapped, err := wrapTenantSecret(cfg, cert.PublicKey.(*rsa.PublicKey), secret)
 	if err != nil {
 		return "", fmt.Errorf("wrapping the secret: %w", err)
 	}
@@ -333,6 +334,36 @@ func (b *backend) uploadTenantSecret(ctx context.Context, api *credentialsAPI, c
 		Type: tenantSecretTypes[cfg.Type].salesforce, SecretValue: base64.StdEncoding.EncodeToString(wrapped), SecretValueHash: hash,
 		SecretValueCertificate: cfg.CertificateName, KeyDerivationMode: mode, Source: "UPLOADED",
 		Description: fmt.Sprintf("Vault tenant secret v%d", cfg.Pending.Version)})
+}
+
+// wrapTenantSecret wraps secret for the BYOK certificate as Salesforce takes the type
+// (protocol §10): RSA-OAEP directly, or for SearchIndex and Database CKM_RSA_AES_KEY_WRAP.
+func wrapTenantSecret(cfg *tenantSecretConfig, pub *rsa.PublicKey, secret []byte) ([]byte, error) {
+	if tenantSecretTypes[cfg.Type].oaep {
+		return rsa.EncryptOAEP(oaepHash(cfg.OAEPHash), rand.Reader, pub, secret, nil)
+	}
+	return rsaAESKeyWrap(oaepHash(cfg.OAEPHash), pub, secret)
+}
+
+// rsaAESKeyWrap is PKCS#11's CKM_RSA_AES_KEY_WRAP (v2.40 §2.1.21): an ephemeral AES-256 key
+// from crypto/rand, RSA-OAEP-wrapped under pub, then secret wrapped with it by AES Key Wrap
+// with Padding (RFC 5649); the two concatenated, the RSA part (the modulus long) first. The
+// ephemeral key is cleared once used and never stored: the sealed secret is what resumes.
+func rsaAESKeyWrap(h hash.Hash, pub *rsa.PublicKey, secret []byte) ([]byte, error) {
+	aesKey := make([]byte, 32)
+	defer clear(aesKey)
+	if _, err := rand.Read(aesKey); err != nil {
+		return nil, err
+	}
+	head, err := rsa.EncryptOAEP(h, rand.Reader, pub, aesKey, nil)
+	if err != nil {
+		return nil, err
+	}
+	tail, err := keyutil.WrapKeyWithPadding(aesKey, secret)
+	if err != nil {
+		return nil, err
+	}
+	return append(head, tail...), nil
 }
 
 // abandonTenantSecretRotation drops a rotation Salesforce refused, and its sealed secret.

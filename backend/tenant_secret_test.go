@@ -55,7 +55,7 @@ func TestTenantSecretConfigRefusals(t *testing.T) {
 		want       string
 	}{
 		{"unknown type", "connections/prod/tenant-secrets/bogus", map[string]any{"certificate_name": "Vault_BYOK"}, "type"},
-		{"search index wrapping", "connections/prod/tenant-secrets/search_index", map[string]any{"certificate_name": "Vault_BYOK"}, "CKM_RSA_AES_KEY_WRAP"},
+		{"search index below a week", "connections/prod/tenant-secrets/search_index", map[string]any{"certificate_name": "Vault_BYOK", "rotation_period": "100h"}, "rotation_period"},
 		{"no certificate name", "connections/prod/tenant-secrets/analytics", map[string]any{}, "certificate_name"},
 		{"unknown certificate", "connections/prod/tenant-secrets/analytics", map[string]any{"certificate_name": "Nope"}, "certificate_name"},
 		{"bad certificate PEM", "connections/prod/tenant-secrets/analytics", map[string]any{"certificate_name": "Vault_BYOK", "certificate": "not a pem"}, "certificate"},
@@ -175,9 +175,23 @@ func TestTenantSecretRetention(t *testing.T) {
 // A crash before every storage write of a rotation: a fresh backend on the same storage
 // finishes it with exactly one upload at Salesforce, the one whose secret Vault holds.
 func TestTenantSecretRotationResumesAfterCrashAtEveryStep(t *testing.T) {
-	e := newTenantSecretEnv(t, nil)
+	// data is wrapped with RSA-OAEP, search_index with CKM_RSA_AES_KEY_WRAP (a fresh ephemeral
+	// key on every attempt, the same sealed secret and hash).
+	for _, typ := range []string{"data", "search_index"} {
+		t.Run(typ, func(t *testing.T) { testTenantSecretCrashAtEveryStep(t, typ) })
+	}
+}
+
+func testTenantSecretCrashAtEveryStep(t *testing.T, typ string) {
+	path := "connections/prod/tenant-secrets/" + typ
+	env := func(t *testing.T) *testEnv {
+		e := newTenantSecretEnv(t, nil)
+		mustOK(t, e.write(path, map[string]any{"certificate_name": "Vault_BYOK"}))
+		return e
+	}
+	e := env(t)
 	counting := &crashStorage{Storage: e.storage}
-	if _, msg, err := e.b.rotateTenantSecret(context.Background(), counting, "prod", "data", "manual"); err != nil || msg != "" {
+	if _, msg, err := e.b.rotateTenantSecret(context.Background(), counting, "prod", typ, "manual"); err != nil || msg != "" {
 		t.Fatalf("setup: %v %s", err, msg)
 	}
 	total := counting.puts
@@ -186,25 +200,25 @@ func TestTenantSecretRotationResumesAfterCrashAtEveryStep(t *testing.T) {
 	}
 	for n := 1; n <= total; n++ {
 		t.Run(fmt.Sprintf("crash before write %d", n), func(t *testing.T) {
-			e := newTenantSecretEnv(t, nil)
+			e := env(t)
 			crashing := &crashStorage{Storage: e.storage, n: n}
-			if _, _, err := e.b.rotateTenantSecret(context.Background(), crashing, "prod", "data", "manual"); err == nil {
+			if _, _, err := e.b.rotateTenantSecret(context.Background(), crashing, "prod", typ, "manual"); err == nil {
 				t.Fatalf("no crash at write %d", n)
 			}
 			e.b.Cleanup(context.Background())
 			e.b = restartBackend(t, e)
-			v := mustOK(t, e.write(tsPath+"/rotate", nil)).Data
+			v := mustOK(t, e.write(path+"/rotate", nil)).Data
 			at := e.emu.TenantSecrets("")
 			if len(at) != 1 || at[0].Status != emulator.TenantSecretActive || at[0].Hash != v["hash_sha256"] {
 				t.Fatalf("at Salesforce: %+v, Vault: %v", at, v)
 			}
-			val, _ := getEntry[tenantSecretValue](context.Background(), e.storage, tenantSecretValuePath("prod", "data", v["version"].(int)))
+			val, _ := getEntry[tenantSecretValue](context.Background(), e.storage, tenantSecretValuePath("prod", typ, v["version"].(int)))
 			sum := sha256.Sum256(val.Secret)
 			if base64.StdEncoding.EncodeToString(sum[:]) != at[0].Hash || val.Export == "" {
 				t.Fatal("the secret Vault holds is not the one Salesforce accepted: a secret was lost")
 			}
-			if len(e.tsVersions()) != 1 {
-				t.Fatalf("versions: %v", e.tsVersions())
+			if keys := mustOK(t, e.list(path+"/versions")).Data["keys"].([]string); len(keys) != 1 {
+				t.Fatalf("versions: %v", keys)
 			}
 		})
 	}

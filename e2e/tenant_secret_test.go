@@ -20,31 +20,25 @@ import (
 // BYOK certificate through the emulator's Tooling API, and the upload it makes is one the
 // emulator (Salesforce's side, holding the certificate's private key) unwraps to 32 bytes whose
 // SHA-256 matches; the version table agrees with Salesforce; the active version cannot be
-// destroyed; and the secret (raw, base64, hex) appears in no response, audit or server log line.
+// destroyed; a search_index secret (CKM_RSA_AES_KEY_WRAP) is accepted too; and neither secret
+// (base64, hex) appears in any response, audit or server log line.
 func TestTenantSecretBYOK(t *testing.T) {
 	t.Parallel()
-	e := newRelEnv(t, relEnvOptions{trace: true})
+	e := newBYOKEnv(t, relEnvOptions{trace: true})
 	v := e.Vault
 	auditPath := filepath.Join(t.TempDir(), "audit.log")
 	v.CLI(t, "audit", "enable", "file", "file_path="+auditPath)
-	e.Emu.admin(t, http.MethodPut, "/__emulator/users/"+e.Emu.DeployUsername+"/permissions",
-		map[string]any{"permissions": []string{emulator.PermManageEncryptionKeys}})
-	e.Emu.admin(t, http.MethodPost, "/__emulator/byok-certificates", map[string]any{"org_id": e.Emu.OrgID, "name": "Vault_BYOK"})
-	e.CreateConnection(t, v, "prod", map[string]any{"deploy_username": e.Emu.DeployUsername})
-	e.TrustConnection(t, v, "prod")
 
 	base := Mount + "/connections/prod/tenant-secrets/data"
 	cfg := v.Write(t, base, map[string]any{"certificate_name": "Vault_BYOK", "rotation_period": "720h"})
+	v.Write(t, Mount+"/connections/prod/tenant-secrets/search_index", map[string]any{"certificate_name": "Vault_BYOK"})
 	if StringField(t, cfg, "certificate_fingerprint_sha256") == "" {
 		t.Fatal("the certificate was not read through the Tooling API")
 	}
 	rotated := v.Write(t, base+"/rotate", nil)
 	hash := StringField(t, rotated, "hash_sha256")
 
-	var held []emulator.TenantSecretRecord
-	if err := json.Unmarshal(e.Emu.admin(t, http.MethodGet, "/__emulator/tenant-secrets", nil), &held); err != nil {
-		t.Fatal(err)
-	}
+	held := heldTenantSecrets(t, e.Emu)
 	if len(held) != 1 || held[0].Status != emulator.TenantSecretActive || held[0].Hash != hash || held[0].ID != StringField(t, rotated, "salesforce_id") {
 		t.Fatalf("Salesforce holds %+v; Vault says %v", held, rotated.Data)
 	}
@@ -61,7 +55,17 @@ func TestTenantSecretBYOK(t *testing.T) {
 		t.Fatalf("destroying the active version: %v", err)
 	}
 
-	needles := map[string]string{"base64": base64.StdEncoding.EncodeToString(secret), "base64url": base64.RawURLEncoding.EncodeToString(secret), "hex": hex.EncodeToString(secret)}
+	// A search_index secret goes out CKM_RSA_AES_KEY_WRAP wrapped; the emulator opens it with
+	// its own RFC 5649 unwrap and checks the hash.
+	si := v.Write(t, Mount+"/connections/prod/tenant-secrets/search_index/rotate", nil)
+	if held := heldTenantSecrets(t, e.Emu); len(held) != 2 || held[1].Type != "SearchIndex" || held[1].Status != emulator.TenantSecretActive ||
+		held[1].Hash != StringField(t, si, "hash_sha256") {
+		t.Fatalf("after the search_index rotation Salesforce holds %+v; Vault says %v", held, si.Data)
+	}
+	siSecret := storedTenantSecret(t, v, "prod", "search_index", 1)
+
+	needles := map[string]string{"base64": base64.StdEncoding.EncodeToString(secret), "base64url": base64.RawURLEncoding.EncodeToString(secret), "hex": hex.EncodeToString(secret),
+		"search_index base64": base64.StdEncoding.EncodeToString(siSecret), "search_index hex": hex.EncodeToString(siSecret)}
 	haystacks := map[string][]string{"audit log": relReadLines(t, auditPath), "server log": relReadLines(t, v.LogPath)}
 	if logCountAny(haystacks["audit log"], "tenant-secrets/data/rotate") == 0 || logCountAny(haystacks["server log"], "rotated a tenant secret") == 0 {
 		t.Fatal("the logs hold no rotation lines: the scan would prove nothing")
@@ -81,6 +85,29 @@ func TestTenantSecretBYOK(t *testing.T) {
 			}
 		}
 	}
+}
+
+// newBYOKEnv is a real Vault and an emulator whose deploy user holds Manage Encryption Keys, in
+// an org with BYOK certificate Vault_BYOK, and a trusted connection prod that logs in as it.
+func newBYOKEnv(t *testing.T, o relEnvOptions) *Env {
+	t.Helper()
+	e := newRelEnv(t, o)
+	e.Emu.admin(t, http.MethodPut, "/__emulator/users/"+e.Emu.DeployUsername+"/permissions",
+		map[string]any{"permissions": []string{emulator.PermManageEncryptionKeys}})
+	e.Emu.admin(t, http.MethodPost, "/__emulator/byok-certificates", map[string]any{"org_id": e.Emu.OrgID, "name": "Vault_BYOK"})
+	e.CreateConnection(t, e.Vault, "prod", map[string]any{"deploy_username": e.Emu.DeployUsername})
+	e.TrustConnection(t, e.Vault, "prod")
+	return e
+}
+
+// heldTenantSecrets are the tenant secrets Salesforce (the emulator) holds, oldest first.
+func heldTenantSecrets(t *testing.T, emu *Emulator) []emulator.TenantSecretRecord {
+	t.Helper()
+	var held []emulator.TenantSecretRecord
+	if err := json.Unmarshal(emu.admin(t, http.MethodGet, "/__emulator/tenant-secrets", nil), &held); err != nil {
+		t.Fatal(err)
+	}
+	return held
 }
 
 // storedTenantSecret reads the sealed secret of a version through sys/raw (the test's view of

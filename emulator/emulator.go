@@ -54,6 +54,10 @@ type Config struct {
 	// StagedCredentialLifetime is how long staged consumer credentials, and the
 	// previous pair after a rotation, stay valid. 0 means Salesforce's 30 days.
 	StagedCredentialLifetime time.Duration
+	// TenantSecretMinInterval, when positive, replaces Salesforce's per-type minimum time
+	// between two tenant secret uploads (TenantSecretMinInterval table): end-to-end tests,
+	// which cannot move a real emulator's clock, rotate twice within it. 0 means the table.
+	TenantSecretMinInterval time.Duration
 	// DeployPolls is how many status polls a deploy reports InProgress
 	// before it finishes. 0 means the default of 1; negative means 0.
 	DeployPolls int

@@ -51,7 +51,7 @@ var TenantSecretMinInterval = map[string][2]time.Duration{
 }
 
 // oaepWrappedTypes are the types whose upload is RSA-OAEP wrapped; SearchIndex and Database
-// use CKM_RSA_AES_KEY_WRAP, which the emulator does not implement and refuses.
+// use CKM_RSA_AES_KEY_WRAP (rsa_aes_key_wrap.go).
 var oaepWrappedTypes = map[string]bool{"Data": true, "DeterministicData": true, "Analytics": true, "EventBus": true}
 
 // byokCertKeyBits is the size of the keys the emulator makes: Salesforce's BYOK certificates
@@ -280,10 +280,6 @@ func (e *Emulator) handleTenantSecretCreate(w http.ResponseWriter, r *http.Reque
 		writeRESTError(w, http.StatusBadRequest, "FIELD_INTEGRITY_EXCEPTION", "An uploaded tenant secret takes Source UPLOADED and no Status")
 		return
 	}
-	if !oaepWrappedTypes[typ] {
-		writeRESTError(w, http.StatusBadRequest, "FIELD_INTEGRITY_EXCEPTION", "The emulator does not implement the CKM_RSA_AES_KEY_WRAP wrapping of "+typ+" secrets")
-		return
-	}
 	e.mu.Lock()
 	cert := e.certLocked(s.org.ID, str(body.SecretValueCertificate, ""), "")
 	e.mu.Unlock()
@@ -296,18 +292,22 @@ func (e *Emulator) handleTenantSecretCreate(w http.ResponseWriter, r *http.Reque
 		writeRESTError(w, http.StatusBadRequest, "FIELD_INTEGRITY_EXCEPTION", "SecretValue: not base64")
 		return
 	}
-	plain, ok := unwrapOAEP(cert.priv, wrapped)
-	if !ok || len(plain) != 32 {
-		writeRESTError(w, http.StatusBadRequest, "FIELD_INTEGRITY_EXCEPTION", "SecretValue: the tenant secret does not decrypt to 32 bytes with the certificate's private key (RSA-OAEP); wrap it with this BYOK certificate")
+	unwrap, scheme := unwrapOAEP, "RSA-OAEP"
+	if !oaepWrappedTypes[typ] {
+		unwrap, scheme = unwrapRSAAES, "CKM_RSA_AES_KEY_WRAP: an RSA-OAEP-wrapped AES-256 key, then the secret under RFC 5649 key wrap with padding"
+	}
+	secret, ok := unwrap(cert.priv, wrapped)
+	if !ok || len(secret) != 32 {
+		writeRESTError(w, http.StatusBadRequest, "FIELD_INTEGRITY_EXCEPTION", "SecretValue: the tenant secret does not decrypt to 32 bytes with the certificate's private key ("+scheme+"); wrap it with this BYOK certificate")
 		return
 	}
-	sum := sha256.Sum256(plain)
+	sum := sha256.Sum256(secret)
 	if subtle.ConstantTimeCompare([]byte(base64.StdEncoding.EncodeToString(sum[:])), []byte(str(body.SecretValueHash, ""))) != 1 {
 		writeRESTError(w, http.StatusBadRequest, "FIELD_INTEGRITY_EXCEPTION", "SecretValueHash: the hash does not match the tenant secret (base64 of its SHA-256)")
 		return
 	}
 	e.addTenantSecret(w, s, &tenantSecret{Type: typ, Source: "UPLOADED", KeyDerivationMode: mode, Description: str(body.Description, ""),
-		Hash: base64.StdEncoding.EncodeToString(sum[:]), plain: plain})
+		Hash: base64.StdEncoding.EncodeToString(sum[:]), plain: secret})
 }
 
 // addTenantSecret makes t the active secret of its type after the checks every new secret
@@ -338,6 +338,9 @@ func (e *Emulator) addTenantSecret(w http.ResponseWriter, s authSession, t *tena
 	interval := TenantSecretMinInterval[typ][0]
 	if s.org.Sandbox {
 		interval = TenantSecretMinInterval[typ][1]
+	}
+	if e.cfg.TenantSecretMinInterval > 0 {
+		interval = e.cfg.TenantSecretMinInterval
 	}
 	switch {
 	case kept >= MaxTenantSecretsPerType:

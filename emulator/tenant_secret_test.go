@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha1" //nolint:gosec // the SHA-1 OAEP padding Salesforce accepts
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vault-plugin-salesforce/vault-plugin-salesforce/backend/keyutil"
 )
 
 type byokFixture struct {
@@ -20,9 +23,15 @@ type byokFixture struct {
 	cert *rsa.PublicKey
 }
 
-func newBYOKFixture(t *testing.T) *byokFixture {
+// newBYOKFixture is an org whose user holds Manage Encryption Keys and BYOK certificate
+// Vault_BYOK; cfg (at most one) configures the emulator.
+func newBYOKFixture(t *testing.T, cfg ...Config) *byokFixture {
 	t.Helper()
-	f := newFixture(t, Config{})
+	c := Config{}
+	if len(cfg) > 0 {
+		c = cfg[0]
+	}
+	f := newFixture(t, c)
 	if _, err := f.e.SetUserPermissions(f.user.Username, PermManageEncryptionKeys); err != nil {
 		t.Fatal(err)
 	}
@@ -44,9 +53,14 @@ func (f *byokFixture) upload(t *testing.T, typ string, edit func(map[string]any)
 	t.Helper()
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
-	wrapped, err := rsa.EncryptOAEP(sha1.New(), rand.Reader, f.cert, secret, nil)
-	if err != nil {
-		t.Fatal(err)
+	var wrapped []byte
+	if oaepWrappedTypes[typ] {
+		var err error
+		if wrapped, err = rsa.EncryptOAEP(sha1.New(), rand.Reader, f.cert, secret, nil); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		wrapped = rsaAESKeyWrap(t, f.cert, make32(t), secret)
 	}
 	sum := sha256.Sum256(secret)
 	body := map[string]any{"Type": typ, "SecretValue": base64.StdEncoding.EncodeToString(wrapped),
@@ -81,7 +95,7 @@ func TestTenantSecretUploadRefusals(t *testing.T) {
 		{"31 bytes", "FIELD_INTEGRITY_EXCEPTION", func(b map[string]any) { b["SecretValue"] = base64.StdEncoding.EncodeToString(otherWrapped) }},
 		{"bad type", "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", func(b map[string]any) { b["Type"] = "Bogus" }},
 		{"bad derivation", "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", func(b map[string]any) { b["KeyDerivationMode"] = "HKDF" }},
-		{"search index wrapping", "FIELD_INTEGRITY_EXCEPTION", func(b map[string]any) { b["Type"] = "SearchIndex" }},
+		{"search index sent plain RSA-OAEP", "FIELD_INTEGRITY_EXCEPTION", func(b map[string]any) { b["Type"] = "SearchIndex" }},
 		{"unknown field", "JSON_PARSER_ERROR", func(b map[string]any) { b["Bogus"] = 1 }},
 	}
 	for _, c := range cases {
@@ -205,5 +219,96 @@ func TestCertificateThroughTooling(t *testing.T) {
 	f.e.AddFault(Fault{Endpoint: "tenant_secret", Kind: FaultStatus, Status: 503, Count: 1})
 	if r := f.request(t, "GET", tsBase+"tooling/query?q="+url.QueryEscape(q), "", "", f.tok); r.status != 503 {
 		t.Fatalf("fault: %d", r.status)
+	}
+}
+
+// rsaAESKeyWrap is CKM_RSA_AES_KEY_WRAP as a key manager computes it: aesKey RSA-OAEP (SHA-1)
+// wrapped under the certificate, then the secret under RFC 5649 with aesKey.
+func rsaAESKeyWrap(t *testing.T, pub *rsa.PublicKey, aesKey, secret []byte) []byte {
+	t.Helper()
+	head, err := rsa.EncryptOAEP(sha1.New(), rand.Reader, pub, aesKey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tail, err := keyutil.WrapKeyWithPadding(aesKey, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(head, tail...)
+}
+
+func make32(t *testing.T) []byte {
+	t.Helper()
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// TestTenantSecretRSAAESKeyWrap: SearchIndex and Database uploads are opened as
+// CKM_RSA_AES_KEY_WRAP and pass every check a Data upload passes, the hash included.
+func TestTenantSecretRSAAESKeyWrap(t *testing.T) {
+	for _, typ := range []string{"SearchIndex", "Database"} {
+		t.Run(typ, func(t *testing.T) {
+			f := newBYOKFixture(t)
+			secret := make32(t)
+			value := func(b []byte) func(map[string]any) {
+				return func(m map[string]any) { m["SecretValue"] = base64.StdEncoding.EncodeToString(b) }
+			}
+			good := rsaAESKeyWrap(t, f.cert, make32(t), secret)
+			tampered := bytes.Clone(good)
+			tampered[len(tampered)-1] ^= 1
+			aes128 := rsaAESKeyWrap(t, f.cert, make([]byte, 16), secret)
+			refusals := []struct {
+				name string
+				edit func(map[string]any)
+			}{
+				{"hash mismatch", func(m map[string]any) {
+					value(good)(m)
+					m["SecretValueHash"] = base64.StdEncoding.EncodeToString(make([]byte, 32))
+				}},
+				{"key wrap tampered", value(tampered)},
+				{"only the RSA part", value(good[:f.cert.Size()])},
+				{"AES-128 ephemeral key", value(aes128)},
+				{"31-byte secret", value(rsaAESKeyWrap(t, f.cert, make32(t), secret[:31]))},
+			}
+			for _, c := range refusals {
+				if r := f.upload(t, typ, c.edit); r.status != 400 || restCode(t, r) != "FIELD_INTEGRITY_EXCEPTION" {
+					t.Fatalf("%s: got %d %s, want 400 FIELD_INTEGRITY_EXCEPTION", c.name, r.status, r.body)
+				}
+			}
+			if n := len(f.e.TenantSecrets("")); n != 0 {
+				t.Fatalf("refused uploads stored %d secrets", n)
+			}
+			sum := sha256.Sum256(secret)
+			hash := base64.StdEncoding.EncodeToString(sum[:])
+			r := f.upload(t, typ, func(m map[string]any) { value(good)(m); m["SecretValueHash"] = hash })
+			if r.status != 201 {
+				t.Fatalf("upload: %d %s", r.status, r.body)
+			}
+			if got := f.e.TenantSecrets(""); len(got) != 1 || got[0].Type != typ || got[0].Hash != hash || got[0].Status != TenantSecretActive {
+				t.Fatalf("stored: %+v", got)
+			}
+		})
+	}
+}
+
+// TestTenantSecretMinIntervalConfig: Config.TenantSecretMinInterval replaces the per-type
+// table for every type (end-to-end tests rotate twice within Salesforce's 24h with it).
+func TestTenantSecretMinIntervalConfig(t *testing.T) {
+	f := newBYOKFixture(t, Config{TenantSecretMinInterval: time.Minute})
+	for _, typ := range []string{"Data", "EventBus"} {
+		if r := f.upload(t, typ, nil); r.status != 201 {
+			t.Fatalf("%s: %d %s", typ, r.status, r.body)
+		}
+		if r := f.upload(t, typ, nil); r.status != 400 || !strings.Contains(string(r.body), "once every 1m0s") {
+			t.Fatalf("%s within the configured minute: %d %s", typ, r.status, r.body)
+		}
+	}
+	f.clock.Advance(time.Minute)
+	f.tok = f.login(t, f.user.Username)
+	if r := f.upload(t, "EventBus", nil); r.status != 201 {
+		t.Fatalf("EventBus a minute later (Salesforce's table says 7 days): %d %s", r.status, r.body)
 	}
 }

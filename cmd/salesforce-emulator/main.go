@@ -47,6 +47,7 @@ func run() error {
 		maxAssertion = flag.Duration("max-assertion-lifetime", 0, "reject assertions whose exp is further ahead than this (0 = no bound, like Salesforce)")
 		loginHosts   = flag.String("login-hosts", "login.salesforce.com,test.salesforce.com", "comma-separated Host names (without port) treated as Salesforce login servers, where the client credentials grant is refused; empty = none")
 		stagedLife   = flag.Duration("staged-credential-lifetime", 30*24*time.Hour, "how long staged consumer credentials and the previous pair after a rotation stay valid")
+		tsInterval   = flag.Duration("tenant-secret-min-interval", 0, "when positive, the minimum time between two tenant secret uploads of a type, instead of Salesforce's per-type table (24h, 7 days, …)")
 		quiet        = flag.Bool("quiet", false, "do not log each request")
 	)
 	flag.Parse()
@@ -66,6 +67,7 @@ func run() error {
 		DeployPolls:                 polls,
 		LoginHosts:                  splitList(*loginHosts),
 		StagedCredentialLifetime:    *stagedLife,
+		TenantSecretMinInterval:     *tsInterval,
 	}
 	if !*quiet {
 		cfg.Logf = log.Printf
