@@ -68,12 +68,13 @@ func liveCacheOnlyKeysRefusal(ctx context.Context, s logical.Storage, name strin
 		name, strings.Join(live, ", "), name), nil
 }
 
-// lockCacheOnlyKeyOf takes the locks of kid and of connection conn together, for a create: the
-// connection delete holds the connection's lock while it looks for live keys. The two names may
+// lockConnWith takes the lock of connection conn together with the lock of an entry that
+// belongs to it (a cache-only key, a tenant-secret type), for a create: the connection delete
+// holds the connection's lock while it looks for what would be stranded. The two names may
 // share a lock; LocksForKeys gives each lock once, in table order, so this cannot deadlock with
 // itself or another two-name locker.
-func (b *backend) lockCacheOnlyKeyOf(conn, kid string) (unlock func()) {
-	locks := locksutil.LocksForKeys(b.connLocks, []string{conn, cacheOnlyPrefix + kid})
+func (b *backend) lockConnWith(conn, entry string) (unlock func()) {
+	locks := locksutil.LocksForKeys(b.connLocks, []string{conn, entry})
 	for _, l := range locks {
 		l.Lock()
 	}

@@ -139,7 +139,7 @@ func (b *backend) pathCacheOnlyKeyCreate(ctx context.Context, req *logical.Reque
 		return nil, err
 	}
 
-	defer b.lockCacheOnlyKeyOf(name, kid)()
+	defer b.lockConnWith(name, cacheOnlyPrefix+kid)()
 	// Again under the lock the connection delete takes: a key is never made for a connection
 	// deleted since the check above.
 	if conn, err := getConnection(ctx, req.Storage, name); err != nil || conn == nil {

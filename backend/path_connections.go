@@ -679,6 +679,9 @@ func (b *backend) pathConnectionDelete(ctx context.Context, req *logical.Request
 	if resp, err := liveCacheOnlyKeysRefusal(ctx, req.Storage, name); resp != nil || err != nil {
 		return resp, err
 	}
+	if resp, err := tenantSecretsRefusal(ctx, req.Storage, name); resp != nil || err != nil {
+		return resp, err
+	}
 	// The connection entry goes first so the connection disappears at once; the key material
 	// follows. A failure part-way leaves only unreferenced entries, which a new connection of
 	// the same name clears before writing its own.
@@ -712,5 +715,6 @@ certificate on the app (Setup > App Manager > Edit > Use digital signatures), or
 
 Reads return every setting, the active and pending key versions, the active certificate, its
 fingerprint and expiry, and the rotation state; never private key material. A connection used
-by roles, or with cache-only keys that are not destroyed, cannot be deleted.
+by roles, with cache-only keys that are not destroyed, or managing tenant secrets, cannot be
+deleted.
 `

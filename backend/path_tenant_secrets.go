@@ -154,8 +154,14 @@ func (b *backend) pathTenantSecretWrite(ctx context.Context, req *logical.Reques
 	if resp, err := b.resolveBYOKCertificate(ctx, req.Storage, d, &next); resp != nil || err != nil {
 		return resp, err
 	}
-	unlock := b.lockConn(tenantSecretsPrefix + name + "/" + typ)
-	defer unlock()
+	// The connection's lock too: its delete must not miss a type created meanwhile.
+	defer b.lockConnWith(name, tenantSecretsPrefix+name+"/"+typ)()
+	if still, err := getConnection(ctx, req.Storage, name); err != nil || still == nil {
+		if err != nil {
+			return nil, err
+		}
+		return logical.ErrorResponse("connection %q was deleted meanwhile", name), nil
+	}
 	if latest, err := getTenantSecretConfig(ctx, req.Storage, name, typ); err != nil {
 		return nil, err
 	} else if latest != nil {

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"hash"
 	"net/http"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -445,4 +447,19 @@ func describeTenantSecretError(err error) string {
 		msg += ": " + h
 	}
 	return msg
+}
+
+// tenantSecretsRefusal is the 400 of a connection delete while the connection manages tenant
+// secret types, or nil. Their version tables hold the exports a restore needs and the
+// schedule that rotates them: deleting the connection would strand both, and a connection
+// made anew under the name would inherit them. The caller holds the connection's lock, which a
+// type's write also takes.
+func tenantSecretsRefusal(ctx context.Context, s logical.Storage, name string) (*logical.Response, error) {
+	types, err := s.List(ctx, tenantSecretsPrefix+name+"/")
+	if err != nil || len(types) == 0 {
+		return nil, err
+	}
+	sort.Strings(types)
+	return logical.ErrorResponse("connection %q manages tenant secret type(s) %s: delete each (vault delete <mount>/connections/%s/tenant-secrets/<type>; refused while Salesforce holds versions whose export only Vault keeps) before deleting the connection",
+		name, strings.Join(types, ", "), name), nil
 }

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -347,5 +349,55 @@ func TestTenantSecretRotationEvents(t *testing.T) {
 	}
 	if strings.Join(kinds, ",") != "started:1,completed:1" {
 		t.Fatalf("events %v", kinds)
+	}
+}
+
+// A tenant-secret type outliving its connection would keep its schedule and its exports with no
+// org to rotate or restore them in, and a connection made anew under the name would inherit
+// them. The delete is refused, naming the types, and leaves storage as it was; once the types
+// are deleted (possible only while Salesforce holds no version) the connection goes.
+func TestConnectionDeleteRefusedWhileTenantSecretsManaged(t *testing.T) {
+	e := newTenantSecretEnv(t, nil)
+	mustOK(t, e.write("connections/prod/tenant-secrets/analytics", map[string]any{"certificate_name": "Vault_BYOK"}))
+	mustOK(t, e.write(tsPath+"/rotate", nil))
+	before := storageSnapshot(t, e.storage)
+	mustErr(t, e.del("connections/prod"), "tenant secret type(s) analytics, data", "connections/prod/tenant-secrets/<type>")
+	if after := storageSnapshot(t, e.storage); !reflect.DeepEqual(before, after) {
+		t.Fatal("a refused connection delete changed storage")
+	}
+	// data has a version at Salesforce: it stays, and so does the connection.
+	mustErr(t, e.del(tsPath), "export")
+	mustOK(t, e.del("connections/prod/tenant-secrets/analytics"))
+	mustErr(t, e.del("connections/prod"), "tenant secret type(s) data")
+	if e.read("connections/prod") == nil {
+		t.Fatal("the connection was deleted while it manages a tenant secret")
+	}
+}
+
+// A type written while its connection is deleted either blocks the delete or is refused
+// itself: never do both succeed (a stranded type). The write is held in its certificate read
+// at Salesforce, after it saw the connection, while the delete runs.
+func TestConnectionDeleteRacingTenantSecretWrite(t *testing.T) {
+	e := newTenantSecretEnv(t, nil)
+	mustOK(t, e.del(tsPath)) // no versions yet: the type can go, so only the race is left
+	e.emu.AddFault(emulator.Fault{Endpoint: "tenant_secret", Kind: emulator.FaultLatency, Latency: 300 * time.Millisecond, Count: 1})
+	var wg sync.WaitGroup
+	var write *logical.Response
+	wg.Add(1)
+	go func() { defer wg.Done(); write = e.write(tsPath, map[string]any{"certificate_name": "Vault_BYOK"}) }()
+	time.Sleep(100 * time.Millisecond)
+	del := e.del("connections/prod")
+	wg.Wait()
+	if del != nil && del.IsError() {
+		// Only on a machine so loaded that the write finished first: then the delete must
+		// have seen the type, and the connection must still be there.
+		mustOK(t, write)
+		mustErr(t, del, "tenant secret type(s) data")
+		return
+	}
+	mustErr(t, write, "connection", "deleted")
+	types, err := e.storage.List(context.Background(), tenantSecretsPrefix+"prod/")
+	if err != nil || len(types) > 0 {
+		t.Fatalf("the connection was deleted and its tenant secret types %v kept (%v)", types, err)
 	}
 }
