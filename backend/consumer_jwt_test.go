@@ -202,15 +202,23 @@ func TestJWTRotationsExclusive(t *testing.T) {
 		}
 		mustErr(t, e.write("connections/jwt/rotate", nil), "consumer key rotation in flight")
 		mustErr(t, e.write("connections/jwt", map[string]any{"login_url": "https://acme.my.salesforce.com", "allow_non_salesforce_host": false, "ca_cert": ""}), "in flight")
+		// A key rotation that falls due meanwhile waits too (no reader runs: the clock may jump).
+		mustOK(t, e.write("connections/jwt", map[string]any{"key_rotation_period": "24h"}))
+		e.clock.Advance(25 * time.Hour)
+		e.tick()
 		if st := e.rotation("jwt")["state"]; st != stateIdle {
 			t.Fatalf("a key rotation started: %v", st)
 		}
 		e.emu.ClearFaults()
-		e.clock.Advance(2 * time.Minute)
+		e.clock.Advance(10 * time.Minute) // past the rotate's retry
 		e.tick()
 		if st := mustOK(t, e.read("connections/jwt/credentials/rotation")).Data["state"]; st != ccStateOverlap {
 			t.Fatalf("consumer rotation %v, want overlap", st)
 		}
-		mustOK(t, e.write("connections/jwt/rotate", nil)) // the overlap holds nothing back
+		e.clock.Advance(time.Minute) // past the held start's retry
+		e.tick()
+		if st := e.rotation("jwt")["state"]; st == stateIdle { // the overlap holds nothing back
+			t.Fatalf("the due key rotation did not start in the overlap: %v", e.rotation("jwt"))
+		}
 	})
 }

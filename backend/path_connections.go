@@ -615,10 +615,9 @@ func (b *backend) connectionResponse(name string, c *connectionEntry, ring *keyR
 		for _, f := range jwtOnlyFields {
 			delete(data, f) // settings of keys and certificates, which it has none of
 		}
-		maps.Copy(data, credentialsRotationData(c))
 	}
-	if !c.clientCredentials() && c.consumerRotatable() {
-		maps.Copy(data, credentialsRotationData(c)) // the consumer key of an External Client App
+	if c.consumerRotatable() { // an External Client App's consumer credential rotation
+		maps.Copy(data, credentialsRotationData(c))
 	}
 	if ring == nil {
 		return resp, nil
