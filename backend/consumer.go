@@ -87,8 +87,14 @@ func (b *backend) putConsumerSecret(ctx context.Context, s logical.Storage, name
 	if ring == nil || ring.active() == nil {
 		return nil
 	}
+	return b.activeVersionTakes(ctx, s, name, ring, conn.ConsumerKey)
+}
+
+// activeVersionTakes records key, written by the operator, as the table's active version.
+func (b *backend) activeVersionTakes(ctx context.Context, s logical.Storage, name string, ring *credRing, key string) error {
+	now := b.now().UTC()
 	a := ring.active()
-	a.ConsumerKey, a.CreatedAt, a.ActivatedAt = conn.ConsumerKey, now, now
+	a.ConsumerKey, a.CreatedAt, a.ActivatedAt = key, now, now
 	return b.putCredRing(ctx, s, name, ring)
 }
 

@@ -18,7 +18,8 @@ import (
 //	back; the pair is sealed in storage before the state moves on) → rotating (PATCH
 //	{"command":"rotate"}: the new pair becomes Salesforce's active one, the previous one stays
 //	valid) → verifying (a client-credentials token request with the new pair at the
-//	connection's origin) → switching (reads move to the new pair) → overlap (the previous pair
+//	connection's origin; for a jwt_bearer connection's consumer key a JWT bearer request signed
+//	by its active key with the new key as iss, consumer_jwt.go) → switching (reads move to the new pair) → overlap (the previous pair
 //	stays valid for credentials_overlap) → DELETE of the previous pair → idle
 //
 // Salesforce does not take a staged pair at the token endpoint before it is promoted, so the

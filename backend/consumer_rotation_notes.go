@@ -31,11 +31,11 @@ func nextScheduledCredentialsRotation(conn *connectionEntry, ring *credRing, now
 
 // credRing records a connection's consumer credential rotation as ring holds it: its state and
 // next scheduled rotation. Every reschedule ends here, the schedule's load at start included. A
-// connection that cannot rotate its consumer credentials (jwt_bearer, or no
+// connection that cannot rotate its consumer credentials (jwt_bearer on a Connected App, or no
 // credentials_rotation_connection) has no such series.
 func (m *metrics) credRing(name string, conn *connectionEntry, ring *credRing, now time.Time) {
 	k := credentialsRotationKey(name)
-	if conn == nil || ring == nil || !conn.clientCredentials() || conn.CredentialsRotationConnection == "" {
+	if conn == nil || ring == nil || !conn.consumerRotatable() || conn.CredentialsRotationConnection == "" {
 		m.forgetRotation(k)
 		return
 	}

@@ -64,13 +64,14 @@ func activeConsumerVersion(ctx context.Context, s logical.Storage, name string) 
 	return r.active().Version, nil
 }
 
-// credentialsRotationInFlight refuses a write that would change the pair under a rotation.
-func credentialsRotationInFlight(ctx context.Context, s logical.Storage, name string) (*fieldError, error) {
+// credentialsRotationInFlight refuses a write that would change the pair under a rotation,
+// naming field (consumer_secret, or consumer_key on a jwt_bearer connection).
+func credentialsRotationInFlight(ctx context.Context, s logical.Storage, name, field string) (*fieldError, error) {
 	r, err := getCredRing(ctx, s, name)
 	if err != nil || r == nil || (!r.Rotation.inFlight() && !r.Rotation.probing()) {
 		return nil, err
 	}
-	return fieldErr("consumer_secret", "(and consumer_key, login_url, ca_cert, allow_non_salesforce_host) cannot change while a consumer credential rotation is in flight (state %s): let it finish, see connections/<name>/credentials/rotation", r.Rotation.State), nil
+	return fieldErr(field, "(and consumer_key, consumer_secret, login_url, audience, ca_cert, allow_non_salesforce_host) cannot change while a consumer credential rotation is in flight (state %s): let it finish, see connections/<name>/credentials/rotation", r.Rotation.State), nil
 }
 
 // startCredentialsRotation stores the intent of a rotation (a new staged version and the
@@ -81,8 +82,8 @@ func (b *backend) startCredentialsRotation(ctx context.Context, s logical.Storag
 	if err != nil || conn == nil {
 		return nil, nil, err
 	}
-	if !conn.clientCredentials() {
-		return nil, nil, fieldErr("name", "is a jwt_bearer connection: the staged-credentials rotation applies to auth_flow=client_credentials connections (a jwt_bearer connection's keys rotate at connections/<name>/rotate)")
+	if !conn.consumerRotatable() {
+		return nil, nil, fieldErr("name", "is a jwt_bearer connection on a Connected App: the staged-credentials rotation applies to External Client Apps (client_credentials connections, and jwt_bearer ones with app_type=external_client_app); its keys rotate at connections/<name>/rotate")
 	}
 	if conn.CredentialsRotationConnection == "" {
 		return nil, nil, fieldErr("credentials_rotation_connection", "is not set on the connection: name the connection whose token calls Salesforce's staged-credentials API")
@@ -93,6 +94,9 @@ func (b *backend) startCredentialsRotation(ctx context.Context, s logical.Storag
 	}
 	if ring.Rotation.inFlight() || ring.Rotation.probing() {
 		return conn, ring, nil
+	}
+	if err := consumerRotationHeldBack(ctx, s, name, conn); err != nil {
+		return nil, nil, err
 	}
 	now := b.now().UTC()
 	prev := ring.active()
@@ -143,13 +147,17 @@ func (b *backend) driveCredentials(ctx context.Context, s logical.Storage, name 
 	var ring *credRing
 	retryAt = b.driveSteps(ctx, "consumer credential rotation", name, func() (time.Time, error) {
 		var err error
-		if conn, err = getConnection(ctx, s, name); err != nil || conn == nil || !conn.clientCredentials() {
+		if conn, err = getConnection(ctx, s, name); err != nil || conn == nil || !conn.consumerRotatable() {
 			return time.Time{}, err
 		}
 		if ring, err = loadCredRing(ctx, s, name, conn); err != nil {
 			return time.Time{}, err
 		}
-		return nextCredentialsWork(conn, ring, b.now()), nil
+		at := nextCredentialsWork(conn, ring, b.now())
+		if ring.Rotation.inFlight() || ring.Rotation.probing() {
+			return at, nil
+		}
+		return b.holdBack(at, consumerRotationHeldBack(ctx, s, name, conn))
 	}, func() (string, error) {
 		err := b.credentialsStep(ctx, s, name, conn, ring)
 		return ring.Rotation.State, err
@@ -158,7 +166,7 @@ func (b *backend) driveCredentials(ctx context.Context, s logical.Storage, name 
 
 // scheduleCredentials puts the connection's consumer rotation on the schedule (or takes it off).
 func (b *backend) scheduleCredentials(ctx context.Context, s logical.Storage, name string, conn *connectionEntry) error {
-	if conn == nil || !conn.clientCredentials() {
+	if conn == nil || !conn.consumerRotatable() {
 		b.metrics.credRing(name, nil, nil, b.now())
 		b.sched.set(ccSchedKey(name), time.Time{})
 		return nil
@@ -296,8 +304,9 @@ func findStaged(slot []salesforce.StagedCredential, key, state string) *salesfor
 	return nil
 }
 
-// verifyCredentials proves version v's pair with a real client-credentials token request at the
-// connection's origin, the one its secret is bound to.
+// verifyCredentials proves version v's pair with a real token request at the connection's
+// origin, the one its secret is bound to: client credentials with the pair, or (jwt_bearer) a
+// JWT bearer request signed by the active key with the new consumer key as iss.
 func (b *backend) verifyCredentials(ctx context.Context, s logical.Storage, name string, conn *connectionEntry, v int) ccOutcome {
 	sec, err := getEntry[consumerSecret](ctx, s, consumerSecretPath(name, v))
 	if err != nil {
@@ -307,11 +316,16 @@ func (b *backend) verifyCredentials(ctx context.Context, s logical.Storage, name
 	if sec == nil || sec.BoundOrigin != o.id() {
 		return ccOutcome{kind: ccRefused, err: errors.New("the new consumer secret is not stored for the connection's login_url")}
 	}
-	client, err := b.transports.client(o, b.retry)
-	if err != nil {
-		return ccOutcome{kind: ccRefused, err: err}
+	var client *salesforce.Client
+	var tok *salesforce.Token
+	if conn.clientCredentials() {
+		if client, err = b.transports.client(o, b.retry); err != nil {
+			return ccOutcome{kind: ccRefused, err: err}
+		}
+		tok, err = client.RequestClientCredentialsToken(ctx, sec.ConsumerKey, sec.Secret)
+	} else {
+		tok, client, err = b.proveConsumerKey(ctx, s, name, conn, sec.ConsumerKey)
 	}
-	tok, err := client.RequestClientCredentialsToken(ctx, sec.ConsumerKey, sec.Secret)
 	if err != nil {
 		var oe *salesforce.OAuthError
 		if errors.As(err, &oe) && (oe.Code == "invalid_client" || oe.Code == "invalid_client_id") {

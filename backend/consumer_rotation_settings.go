@@ -9,7 +9,8 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// The settings of a client-credentials connection's consumer key/secret rotation through
+// The settings of a connection's consumer key/secret rotation (client credentials, or the
+// consumer key of a jwt_bearer connection on an External Client App, consumer_jwt.go) through
 // Salesforce's staged-credentials API (docs/rotation.md). The schedule has the key rotation's
 // shape (a period, or a cron schedule with a window) under names of its own, so that one
 // connection's two rotations never share a field.
@@ -29,7 +30,7 @@ var salesforceIDRe = regexp.MustCompile(`^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$`)
 func credentialsRotationFields() map[string]*framework.FieldSchema {
 	return map[string]*framework.FieldSchema{
 		"credentials_rotation_connection": {Type: framework.TypeLowerCaseString,
-			Description: "auth_flow=client_credentials: another connection of this mount whose token calls Salesforce's staged-credentials API to rotate this connection's consumer key and secret (never the connection itself: rotating the secret a call authenticates with would cut it off). A client_credentials connection acts as its app's run-as user; a jwt_bearer one as its deploy_username (else verify_username). That user needs External Client App Developer and View Client Secret, and the org the setting \"Allow access to External Client App consumer secrets via REST API\". \"\" turns the rotation off."},
+			Description: "auth_flow=client_credentials, or jwt_bearer with app_type=external_client_app (the consumer key rotates, the certificate stays): another connection of this mount whose token calls Salesforce's staged-credentials API to rotate this connection's consumer key and secret (never the connection itself: rotating the secret a call authenticates with would cut it off). A client_credentials connection acts as its app's run-as user; a jwt_bearer one as its deploy_username (else verify_username). That user needs External Client App Developer and View Client Secret, and the org the setting \"Allow access to External Client App consumer secrets via REST API\". \"\" turns the rotation off."},
 		"eca_app_id": {Type: framework.TypeString,
 			Description: "The External Client App's id (0xI…). Default: discovered from apps/oauth/usage by the connection's consumer key at the first rotation, and shown at connections/<name>/credentials/rotation."},
 		"eca_consumer_id": {Type: framework.TypeString,
@@ -45,17 +46,20 @@ func credentialsRotationFields() map[string]*framework.FieldSchema {
 	}
 }
 
-// credentialsRotationFieldNames lists them, for the checks that refuse them on JWT connections.
+// credentialsRotationFieldNames lists them, for the checks that refuse them on Connected App connections.
 var credentialsRotationFieldNames = []string{"credentials_rotation_connection", "eca_app_id", "eca_consumer_id",
 	"credentials_rotation_period", "credentials_rotation_schedule", "credentials_rotation_window", "credentials_overlap"}
 
 // applyCredentialsRotationFields reads the fields into c and checks them together.
 func applyCredentialsRotationFields(c *connectionEntry, d *framework.FieldData) *fieldError {
-	if !c.clientCredentials() {
+	if !c.consumerRotatable() {
 		for _, f := range credentialsRotationFieldNames {
 			if _, ok := d.GetOk(f); ok {
-				return fieldErr(f, "applies to auth_flow=client_credentials connections only: rotating a jwt_bearer connection's consumer key through the staged-credentials API is not available yet")
+				return fieldErr(f, "applies to client_credentials connections and to jwt_bearer connections with app_type=external_client_app: Salesforce's staged-credentials API rotates the consumer keys of External Client Apps only (a Connected App's is regenerated in Setup)")
 			}
+		}
+		if c.CredentialsRotationConnection != "" {
+			return fieldErr("app_type", "cannot be connected_app while credentials_rotation_connection is set: the staged-credentials API rotates External Client Apps only; write credentials_rotation_connection=\"\" first")
 		}
 		return nil
 	}
@@ -121,8 +125,10 @@ func checkCredentialsRotationConnection(ctx context.Context, s logical.Storage, 
 		return fieldErr("credentials_rotation_connection", "names no connection of this mount: create it first"), nil
 	case !other.clientCredentials() && other.DeployUsername == "" && other.VerifyUsername == "":
 		return fieldErr("credentials_rotation_connection", "is a jwt_bearer connection with no deploy_username or verify_username: set one on it, a user with External Client App Developer and View Client Secret"), nil
-	case other.clientCredentials() && other.CredentialsRotationConnection == name:
+	case other.CredentialsRotationConnection == name:
 		return fieldErr("credentials_rotation_connection", "is rotated by this connection: two connections cannot rotate each other, or one rotation could cut off the other's calls"), nil
+	case other.ConsumerKey == c.ConsumerKey:
+		return fieldErr("credentials_rotation_connection", "uses the same consumer key as this connection: the rotation replaces that key and then deletes it, which would cut off the rotating connection's own logins; name a connection of another app"), nil
 	}
 	return nil, nil
 }
@@ -137,7 +143,7 @@ func (c *connectionEntry) credentialsOverlap() time.Duration {
 
 // credentialsRotationEnabled reports whether the schedule rotates the consumer pair by itself.
 func (c *connectionEntry) credentialsRotationEnabled() bool {
-	return c.clientCredentials() && c.CredentialsRotationConnection != "" &&
+	return c.consumerRotatable() && c.CredentialsRotationConnection != "" &&
 		(c.CredentialsRotationPeriod > 0 || c.CredentialsRotationSchedule != "")
 }
 

@@ -215,8 +215,10 @@ func TestCredentialsRotationRefusals(t *testing.T) {
 func TestCredentialsRotationPathsRefuse(t *testing.T) {
 	e := newCCRotationEnv(t, nil)
 	mustOK(t, e.write("connections/cc2", e.ccConnection(map[string]any{"consumer_key": e.seed.CCApp.ConsumerKey, "consumer_secret": e.seed.CCApp.ConsumerSecret})))
-	mustErr(t, e.write("connections/admin/credentials/rotate", nil), "jwt_bearer")
-	mustErr(t, e.read("connections/admin/credentials/rotation"), "jwt_bearer")
+	e.createConnection("legacy", map[string]any{"app_type": "connected_app"})
+	mustErr(t, e.write("connections/legacy/credentials/rotate", nil), "jwt_bearer", "Connected App")
+	mustErr(t, e.read("connections/legacy/credentials/rotation"), "jwt_bearer", "Connected App")
+	mustErr(t, e.write("connections/admin/credentials/rotate", nil), "credentials_rotation_connection")
 	mustErr(t, e.write("connections/cc2/credentials/rotate", nil), "credentials_rotation_connection")
 	mustErr(t, e.write("connections/nosuch/credentials/rotate", nil), "does not exist")
 	mustErr(t, e.write("connections/cc/credentials/rotate", map[string]any{"force": true}), "force")
@@ -229,7 +231,8 @@ func TestCredentialsRotationPathsRefuse(t *testing.T) {
 func TestCredentialsRotationFieldInput(t *testing.T) {
 	e := newCCRotationEnv(t, nil)
 	mustOK(t, e.write("connections/bare", e.connectionData(nil)))
-	mustOK(t, e.write("connections/cc2", e.ccConnection(map[string]any{"consumer_key": e.seed.CCApp.ConsumerKey, "consumer_secret": e.seed.CCApp.ConsumerSecret,
+	// cc2 is on another app: a connection of the same app could not rotate it (see "same key").
+	mustOK(t, e.write("connections/cc2", e.ccConnection(map[string]any{"consumer_key": e.seed.App.ConsumerKey, "consumer_secret": e.seed.CCApp.ConsumerSecret,
 		"credentials_rotation_connection": "cc"})))
 	before := mustOK(t, e.read("connections/cc")).Data
 	cases := []struct {
@@ -253,7 +256,7 @@ func TestCredentialsRotationFieldInput(t *testing.T) {
 		{"short window", "connections/cc", map[string]any{"credentials_rotation_schedule": "0 3 * * SUN", "credentials_rotation_window": "30m"}, "credentials_rotation_window", "1h"},
 		{"overlap 30 days", "connections/cc", map[string]any{"credentials_overlap": "720h"}, "credentials_overlap", "between"},
 		{"overlap too short", "connections/cc", map[string]any{"credentials_overlap": "10s"}, "credentials_overlap", "between"},
-		{"on jwt", "connections/admin", map[string]any{"credentials_rotation_period": "24h"}, "credentials_rotation_period", "client_credentials"},
+		{"on a connected app", "connections/admin", map[string]any{"app_type": "connected_app", "credentials_rotation_period": "24h"}, "credentials_rotation_period", "External Client Apps only"},
 		{"unknown field", "connections/cc", map[string]any{"credentials_rotation": "yes"}, "credentials_rotation", ""},
 	}
 	for _, c := range cases {
@@ -321,13 +324,28 @@ func (c *crashStorage) isDead() bool {
 	return c.dead
 }
 
-// runScheduledRotation drives a due rotation of cc on storage s until it is idle again, s dies,
-// or 20 rounds pass, advancing the clock past waits.
-func runScheduledRotation(e *testEnv, b *backend, s logical.Storage, dead func() bool) {
+// consumerFlow is one kind of connection whose consumer key the staged-credentials API rotates,
+// as the crash and concurrency tests drive it: its environment (the rotation due every 24h),
+// the rotated connection, a per_lease role on it, and the app as the emulator holds it now.
+type consumerFlow struct {
+	name       string
+	env        func(t testing.TB, extra map[string]any) *testEnv
+	conn, role string
+	app        func(e *testEnv) emulator.App
+}
+
+var consumerFlows = []consumerFlow{
+	{authFlowClientCredentials, newCCRotationEnv, "cc", "app", (*testEnv).ccApp},
+	{authFlowJWTBearer, newJWTRotationEnv, "jwt", "japp", (*testEnv).jwtApp},
+}
+
+// runScheduledRotation drives a due rotation of conn on storage s until it is idle again, s
+// dies, or 20 rounds pass, advancing the clock past waits.
+func runScheduledRotation(e *testEnv, b *backend, s logical.Storage, name string, dead func() bool) {
 	for i := 0; i < 20 && !dead(); i++ {
-		b.driveCredentials(context.Background(), s, "cc")
-		conn, _ := getConnection(context.Background(), e.storage, "cc")
-		ring, _ := loadCredRing(context.Background(), e.storage, "cc", conn)
+		b.driveCredentials(context.Background(), s, name)
+		conn, _ := getConnection(context.Background(), e.storage, name)
+		ring, _ := loadCredRing(context.Background(), e.storage, name, conn)
 		if ring.Rotation.State == ccStateIdle && ring.Rotation.LastCompletedAt.After(time.Time{}) {
 			return
 		}
@@ -335,50 +353,57 @@ func runScheduledRotation(e *testEnv, b *backend, s logical.Storage, dead func()
 	}
 }
 
-// A crash before every write of a rotation: a fresh backend on the same storage finishes it with
-// exactly one pair staged and promoted at Salesforce, the pair it holds the one Salesforce
-// made active, no secret lost, and the previous pair deleted only after the switch.
+// A crash before every write of a rotation, for both flows: a fresh backend on the same storage
+// finishes it with exactly one pair staged and one promoted at Salesforce, the pair it holds the
+// one Salesforce made active, no secret lost, and the previous pair deleted only after the switch.
 func TestCredentialsRotationResumesAfterCrashAtEveryStep(t *testing.T) {
+	for _, f := range consumerFlows {
+		t.Run(f.name, func(t *testing.T) { testResumesAfterCrashAtEveryStep(t, f) })
+	}
+}
+
+func testResumesAfterCrashAtEveryStep(t *testing.T, f consumerFlow) {
 	// Count the writes of an uninterrupted rotation first.
-	e := newCCRotationEnv(t, map[string]any{"credentials_rotation_period": "24h"})
+	e := f.env(t, map[string]any{"credentials_rotation_period": "24h"})
 	e.clock.Advance(25 * time.Hour)
 	counting := &crashStorage{Storage: e.storage}
-	runScheduledRotation(e, e.b, counting, func() bool { return false })
+	runScheduledRotation(e, e.b, counting, f.conn, func() bool { return false })
 	total := counting.puts
 	if total < 7 || e.emu.Counters().CredentialRotations != 1 {
 		t.Fatalf("setup: an uninterrupted rotation made %d writes, %d rotations", total, e.emu.Counters().CredentialRotations)
 	}
 	for n := 1; n <= total; n++ {
 		t.Run(fmt.Sprintf("crash before write %d", n), func(t *testing.T) {
-			e := newCCRotationEnv(t, map[string]any{"credentials_rotation_period": "24h"})
+			e := f.env(t, map[string]any{"credentials_rotation_period": "24h"})
 			e.clock.Advance(25 * time.Hour)
-			old := e.ccApp()
+			old := f.app(e)
 			crashing := &crashStorage{Storage: e.storage, n: n}
-			runScheduledRotation(e, e.b, crashing, crashing.isDead)
+			runScheduledRotation(e, e.b, crashing, f.conn, crashing.isDead)
 			if !crashing.isDead() {
 				t.Fatalf("the rotation finished before write %d", n)
 			}
 			// Until the switch is stored, reads use the previous pair, which still works.
-			mustOK(t, e.read("creds/app"))
+			mustOK(t, e.read("creds/"+f.role))
 			// kill -9: a new backend that knows only storage.
 			e.b.Cleanup(context.Background())
 			e.b = restartBackend(t, e)
 			for i := 0; i < 20; i++ {
 				e.tick()
-				if r := mustOK(t, e.read("connections/cc/credentials/rotation")).Data; r["state"] == ccStateIdle && r["last_completed_at"] != "" {
+				if r := mustOK(t, e.read("connections/"+f.conn+"/credentials/rotation")).Data; r["state"] == ccStateIdle && r["last_completed_at"] != "" {
 					break
 				}
 				e.clock.Advance(2 * time.Minute)
 			}
-			r := mustOK(t, e.read("connections/cc/credentials/rotation")).Data
+			r := mustOK(t, e.read("connections/"+f.conn+"/credentials/rotation")).Data
 			if r["state"] != ccStateIdle || r["last_completed_at"] == "" {
 				t.Fatalf("not resumed: %v", r)
 			}
-			now := e.ccApp()
-			if c := e.emu.Counters().CredentialRotations; c != 1 || now.ConsumerKey == old.ConsumerKey {
-				t.Fatalf("%d rotations at Salesforce, want exactly 1", c)
+			now := f.app(e)
+			c := e.emu.Counters()
+			if c.CredentialRotations != 1 || c.CredentialsStaged != 1 || now.ConsumerKey == old.ConsumerKey {
+				t.Fatalf("%d pairs staged and %d rotations at Salesforce, want exactly 1 each", c.CredentialsStaged, c.CredentialRotations)
 			}
-			sec, err := getConsumerSecret(context.Background(), e.storage, "cc")
+			sec, err := getConsumerSecret(context.Background(), e.storage, f.conn)
 			if err != nil || sec == nil || sec.Secret != now.ConsumerSecret || sec.ConsumerKey != now.ConsumerKey {
 				t.Fatal("the stored active pair is not the one Salesforce made active: a secret was lost")
 			}
@@ -386,7 +411,7 @@ func TestCredentialsRotationResumesAfterCrashAtEveryStep(t *testing.T) {
 				t.Fatalf("the previous pair was not deleted: %v", got)
 			}
 			active := 0
-			for _, v := range e.credVersions("cc") {
+			for _, v := range e.credVersions(f.conn) {
 				if v["status"] == credActive {
 					active++
 				}
@@ -394,18 +419,28 @@ func TestCredentialsRotationResumesAfterCrashAtEveryStep(t *testing.T) {
 			if active != 1 {
 				t.Fatalf("%d active versions", active)
 			}
-			mustOK(t, e.read("creds/app"))
+			mustOK(t, e.read("creds/"+f.role))
 		})
 	}
 }
 
-// Eight readers mint throughout a rotation, the overlap and the deletion: none fails.
+// Eight readers mint throughout a rotation, the overlap and the deletion, for both flows: none
+// fails.
 func TestCredentialsRotationUnderConcurrentReaders(t *testing.T) {
-	e := newCCRotationEnv(t, map[string]any{"credentials_rotation_period": "24h"})
+	for _, f := range consumerFlows {
+		t.Run(f.name, func(t *testing.T) { testUnderConcurrentReaders(t, f) })
+	}
+}
+
+func testUnderConcurrentReaders(t *testing.T, f consumerFlow) {
+	e := f.env(t, map[string]any{"credentials_rotation_period": "24h", "credentials_overlap": "1m"})
 	// Make the rotation due before any reader starts: a 25-hour jump between a mint's token
 	// request and its identity call would expire the session (2 h idle timeout) and fail a read
-	// no real clock could fail. The 2-minute steps below stay far inside the timeout.
+	// no real clock could fail. The 15-second steps below stay far inside it, and inside a JWT
+	// assertion's 3 minutes of life plus Salesforce's 3 minutes of skew: a reader would have to
+	// stall across 24 of them between signing and its token request for its assertion to expire.
 	e.clock.Advance(25 * time.Hour)
+	old := f.app(e).ConsumerKey
 	var stop atomic.Bool
 	var reads, failed atomic.Int64
 	var wg sync.WaitGroup
@@ -414,9 +449,9 @@ func TestCredentialsRotationUnderConcurrentReaders(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for !stop.Load() {
-				resp, err := e.do(logical.ReadOperation, "creds/app", nil)
+				resp, err := e.do(logical.ReadOperation, "creds/"+f.role, nil)
 				reads.Add(1)
-				time.Sleep(10 * time.Millisecond) // below Salesforce's 3,600 logins an hour of the run-as user
+				time.Sleep(10 * time.Millisecond) // below Salesforce's 3,600 logins an hour of the user
 				if err != nil || resp == nil || resp.IsError() {
 					if failed.Add(1) < 3 {
 						t.Logf("failed read: %v %v", resp, err)
@@ -425,15 +460,18 @@ func TestCredentialsRotationUnderConcurrentReaders(t *testing.T) {
 			}
 		}()
 	}
-	for i := 0; i < 10; i++ {
+	for i := 0; i < 12; i++ { // 3 minutes: the 1-minute overlap and the DELETE after it
 		e.tick()
 		time.Sleep(20 * time.Millisecond)
-		e.clock.Advance(2 * time.Minute)
+		e.clock.Advance(15 * time.Second)
 	}
 	stop.Store(true)
 	wg.Wait()
-	if r := mustOK(t, e.read("connections/cc/credentials/rotation")).Data; r["state"] != ccStateIdle || r["last_completed_at"] == "" {
+	if r := mustOK(t, e.read("connections/"+f.conn+"/credentials/rotation")).Data; r["state"] != ccStateIdle || r["last_completed_at"] == "" {
 		t.Fatalf("the rotation did not complete: %v", r)
+	}
+	if f.app(e).ConsumerKey == old {
+		t.Fatal("the consumer key did not change")
 	}
 	if failed.Load() != 0 || reads.Load() < 16 {
 		t.Fatalf("%d of %d reads failed", failed.Load(), reads.Load())

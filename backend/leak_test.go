@@ -204,36 +204,43 @@ func storedKeys(t *testing.T, e *testEnv, conn string) []*rsa.PrivateKey {
 
 // TestConsumerSecretsNeverLeakThroughRotation drives the consumer credential rotation through
 // success, refusals, outages and a restart, reads every path it adds, and scans every response,
-// error, warning and log line for each consumer secret the app ever had.
+// error, warning and log line for each consumer secret the app ever had; for both flows (a
+// jwt_bearer connection's rotation seals the secret Salesforce returns with each new key).
 func TestConsumerSecretsNeverLeakThroughRotation(t *testing.T) {
-	e := newCCRotationEnv(t, map[string]any{"credentials_rotation_period": "24h"})
-	secrets := []string{e.ccApp().ConsumerSecret}
-	e.read("creds/app")
+	for _, f := range consumerFlows {
+		t.Run(f.name, func(t *testing.T) { testConsumerSecretsNeverLeak(t, f) })
+	}
+}
+
+func testConsumerSecretsNeverLeak(t *testing.T, f consumerFlow) {
+	e := f.env(t, map[string]any{"credentials_rotation_period": "24h"})
+	secrets := []string{f.app(e).ConsumerSecret}
+	e.read("creds/" + f.role)
 	_, _ = e.emu.SetAllowECAConsumerSecretREST(emulator.DemoOrgID, false)
-	e.do(logical.UpdateOperation, "connections/cc/credentials/rotate", nil) // refused
+	e.do(logical.UpdateOperation, "connections/"+f.conn+"/credentials/rotate", nil) // refused
 	_, _ = e.emu.SetAllowECAConsumerSecretREST(emulator.DemoOrgID, true)
 	e.emu.AddFault(emulator.Fault{Endpoint: "staged_credentials", Kind: emulator.FaultMalformed, Count: 1})
-	e.do(logical.UpdateOperation, "connections/cc/credentials/rotate", nil) // a malformed answer, retried
+	e.do(logical.UpdateOperation, "connections/"+f.conn+"/credentials/rotate", nil) // a malformed answer, retried
 	e.emu.ClearFaults()
 	e.clock.Advance(time.Hour)
 	e.tick()
-	secrets = append(secrets, e.ccApp().ConsumerSecret)
-	e.read("connections/cc/credentials")
-	e.read("connections/cc/credentials/rotation")
-	e.read("connections/cc")
-	e.write("connections/cc", map[string]any{"consumer_secret": "x" + secrets[1]}) // refused: in flight
+	secrets = append(secrets, f.app(e).ConsumerSecret)
+	e.read("connections/" + f.conn + "/credentials")
+	e.read("connections/" + f.conn + "/credentials/rotation")
+	e.read("connections/" + f.conn)
+	e.write("connections/"+f.conn, map[string]any{"consumer_secret": "x" + secrets[1]}) // refused: in flight
 	e.b.Cleanup(context.Background())
 	e.b = restartBackend(t, e)
 	e.clock.Advance(2 * time.Hour)
 	e.tick()
-	e.read("creds/app")
+	e.read("creds/" + f.role)
 	e.clock.Advance(25 * time.Hour)
 	e.tick()
 	e.clock.Advance(time.Hour)
 	e.tick()
-	secrets = append(secrets, e.ccApp().ConsumerSecret)
-	e.read("connections/cc/credentials")
-	e.read("connections/cc/credentials/rotation")
+	secrets = append(secrets, f.app(e).ConsumerSecret)
+	e.read("connections/" + f.conn + "/credentials")
+	e.read("connections/" + f.conn + "/credentials/rotation")
 	if e.emu.Counters().CredentialRotations < 2 {
 		t.Fatalf("setup: %d rotations", e.emu.Counters().CredentialRotations)
 	}

@@ -30,7 +30,7 @@ func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, 
 	k := snap.active
 	tok, err := snap.requestToken(ctx, b, k, role.Username)
 	if err != nil && salesforce.KeyRefused(err) {
-		tok, k, err = b.mintWithCurrentKeys(ctx, s, role, k, err)
+		tok, k, err = b.mintWithCurrentKeys(ctx, s, role, k, snap.iss(), err)
 	}
 	now := b.now().UTC()
 	if err != nil {
@@ -45,17 +45,17 @@ func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, 
 }
 
 // mintWithCurrentKeys retries a refused mint with the keys the ring holds now: a rotation may
-// have promoted a key, or started one whose certificate Salesforce already uses, while the
-// first request was in flight. A pending key that Salesforce accepts is promoted (unless a
+// have promoted a key, or started one whose certificate Salesforce already uses, or switched
+// the consumer key (tried as triedIss), while the first request was in flight. A pending key that Salesforce accepts is promoted (unless a
 // rollback is under way). It returns the first refusal if nothing else works.
-func (b *backend) mintWithCurrentKeys(ctx context.Context, s logical.Storage, role *roleEntry, tried *signingKey, refusal error) (*salesforce.Token, *signingKey, error) {
+func (b *backend) mintWithCurrentKeys(ctx context.Context, s logical.Storage, role *roleEntry, tried *signingKey, triedIss string, refusal error) (*salesforce.Token, *signingKey, error) {
 	// The keys are what may have changed: read them from storage, not from the cache.
 	b.snaps.drop(role.Connection)
 	snap, err := b.snapshot(ctx, s, role.Connection)
 	if err != nil || snap == nil {
 		return nil, tried, refusal
 	}
-	if a := snap.active; a != nil && a.version != tried.version {
+	if a := snap.active; a != nil && (a.version != tried.version || snap.iss() != triedIss) {
 		if tok, err := snap.requestToken(ctx, b, a, role.Username); err == nil {
 			return tok, a, nil
 		}

@@ -246,7 +246,7 @@ func (b *backend) updateConnection(ctx context.Context, s logical.Storage, name 
 	if conn.clientCredentials() {
 		_, secretGiven := d.GetOk("consumer_secret")
 		if secretGiven || old.ConsumerKey != conn.ConsumerKey || originOf(old).id() != originOf(conn).id() {
-			if ferr, err := credentialsRotationInFlight(ctx, s, name); err != nil {
+			if ferr, err := credentialsRotationInFlight(ctx, s, name, "consumer_secret"); err != nil {
 				return nil, nil, err
 			} else if ferr != nil {
 				return ferr.response(), nil, nil
@@ -263,6 +263,18 @@ func (b *backend) updateConnection(ctx context.Context, s logical.Storage, name 
 			conn.rememberOrigin(prev)
 		}
 		return nil, nil, b.putConnection(ctx, s, name, conn)
+	}
+	if keyChanged := old.ConsumerKey != conn.ConsumerKey; keyChanged || originOf(old).id() != originOf(conn).id() {
+		if ferr, err := credentialsRotationInFlight(ctx, s, name, "consumer_key"); err != nil {
+			return nil, nil, err
+		} else if ferr != nil {
+			return ferr.response(), nil, nil
+		}
+		if keyChanged {
+			if err := b.adoptOperatorConsumerKey(ctx, s, name, conn); err != nil {
+				return nil, nil, err
+			}
+		}
 	}
 	if originOf(old).id() == originOf(conn).id() {
 		return nil, nil, b.putConnection(ctx, s, name, conn)
@@ -603,6 +615,8 @@ func (b *backend) connectionResponse(name string, c *connectionEntry, ring *keyR
 		for _, f := range jwtOnlyFields {
 			delete(data, f) // settings of keys and certificates, which it has none of
 		}
+	}
+	if c.consumerRotatable() { // an External Client App's consumer credential rotation
 		maps.Copy(data, credentialsRotationData(c))
 	}
 	if ring == nil {

@@ -34,7 +34,7 @@ func (b *backend) pathCredentialsRead(ctx context.Context, req *logical.Request,
 	if err != nil || conn == nil {
 		return nil, err
 	}
-	if !conn.clientCredentials() {
+	if !conn.consumerRotatable() {
 		v := map[string]any{"version": 1, "status": credActive, "consumer_key": conn.ConsumerKey,
 			"created_at": formatTime(conn.ConsumerKeySetAt), "activated_at": formatTime(conn.ConsumerKeySetAt), "deleted_at": "", "has_secret": false}
 		return &logical.Response{Data: map[string]any{"auth_flow": conn.flow(), "active_version": 1, "versions": []map[string]any{v}}}, nil
@@ -119,8 +119,8 @@ func (b *backend) pathCredentialsRotationRead(ctx context.Context, req *logical.
 	if err != nil || conn == nil {
 		return nil, err
 	}
-	if !conn.clientCredentials() {
-		return logical.ErrorResponse("connection %q uses auth_flow=jwt_bearer: its keys rotate at connections/%s/rotation; the staged-credentials rotation applies to client_credentials connections", name, name), nil
+	if !conn.consumerRotatable() {
+		return logical.ErrorResponse("connection %q is a jwt_bearer connection on a Connected App: its keys rotate at connections/%s/rotation; the staged-credentials rotation applies to External Client Apps (client_credentials connections, and jwt_bearer ones with app_type=external_client_app)", name, name), nil
 	}
 	ring, err := loadCredRing(ctx, req.Storage, name, conn)
 	if err != nil {
@@ -175,16 +175,20 @@ var credentialsHelp = strings.TrimSpace(`
 The consumer credential versions of a connection: version, status (staged, active, previous,
 deleted), consumer_key, created_at, activated_at, deleted_at, and has_secret (whether Vault
 holds the version's consumer secret, sealed). The secret itself is never returned. A
-client_credentials connection gains versions as connections/<name>/credentials/rotate (or its
-schedule) rotates them through Salesforce's staged-credentials API; a jwt_bearer connection
-shows its one consumer key.
+client_credentials connection, or a jwt_bearer one with app_type=external_client_app, gains
+versions as connections/<name>/credentials/rotate (or its schedule) rotates them through
+Salesforce's staged-credentials API; a jwt_bearer connection on a Connected App shows its one
+consumer key.
 `)
 
 var credentialsRotateHelp = strings.TrimSpace(`
 Rotates a client_credentials connection's consumer key and secret now, through Salesforce's
 staged-credentials API, authenticated by credentials_rotation_connection: stage a new pair
 (sealed in Vault before it is used), promote it at Salesforce, prove it with a token request,
-move reads to it, keep the previous pair valid for credentials_overlap, then delete it. Reads
+move reads to it, keep the previous pair valid for credentials_overlap, then delete it. On a
+jwt_bearer connection with app_type=external_client_app the same steps rotate the consumer key
+(the JWT iss; the certificate and keys stay): the proof is a JWT bearer request signed by the
+active key with the new key as iss, and it does not start while a key rotation is in flight. Reads
 never fail during a rotation. The answer is the rotation state once every step that needs no
 waiting is done; a refusal (missing permission, org setting off, packaged app, unknown ids) is
 a 400 saying what to check. A rotation in flight is joined, not restarted.

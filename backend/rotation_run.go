@@ -98,6 +98,9 @@ func (b *backend) startRotation(ctx context.Context, s logical.Storage, name str
 	if ring.Rotation.inFlight() {
 		return nil
 	}
+	if err := keyRotationHeldBack(ctx, s, name); err != nil {
+		return err
+	}
 	pending := ring.pending()
 	created := false
 	if needsNewKey(conn, ring, deployImported) {
@@ -155,7 +158,11 @@ func (b *backend) drive(ctx context.Context, s logical.Storage, name string) {
 		if conn, ring, err = b.loadConnection(ctx, s, name); err != nil || conn == nil || ring == nil {
 			return time.Time{}, err
 		}
-		return nextRotationWork(conn, ring, b.now()), nil
+		at := nextRotationWork(conn, ring, b.now())
+		if ring.Rotation.inFlight() || ring.stalled() {
+			return at, nil
+		}
+		return b.holdBack(at, keyRotationHeldBack(ctx, s, name))
 	}, func() (string, error) {
 		err := b.step(ctx, s, name, conn, ring, d)
 		return ring.Rotation.State, err

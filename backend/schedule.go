@@ -118,7 +118,7 @@ func (b *backend) loadSchedule(ctx context.Context, s logical.Storage) error {
 		if conn != nil && ring != nil {
 			b.scheduleConnection(name, conn, ring)
 		}
-		if conn != nil && conn.clientCredentials() {
+		if conn != nil && conn.consumerRotatable() {
 			if err := b.scheduleCredentials(ctx, s, name, conn); err != nil {
 				return err
 			}

@@ -50,6 +50,8 @@ type connSnapshot struct {
 	active  *signingKey   // nil: the connection has no key that may sign
 	pending *signingKey   // nil: no rotation in flight
 	cc      *consumerPair // auth_flow=client_credentials: the consumer pair; nil otherwise
+	// issuer is the iss of a jwt_bearer connection's assertions (jwtIssuer); "": consumer_key.
+	issuer string
 	// origins are every origin the ring has bound a key to, by id: where a token minted with
 	// any of them is revoked.
 	origins map[string]*origin
@@ -93,6 +95,11 @@ func (b *backend) buildSnapshot(ctx context.Context, s logical.Storage, name str
 		}
 		return snap, b.loadConsumerPair(ctx, s, snap, current)
 	}
+	iss, err := jwtIssuer(ctx, s, name, conn)
+	if err != nil {
+		return nil, err
+	}
+	snap.issuer = iss
 	for id, o := range ring.Origins {
 		snap.origins[id] = o
 	}
@@ -162,7 +169,11 @@ func (b *backend) prove(ctx context.Context, s logical.Storage, name string, con
 	if err != nil {
 		return nil, nil, err
 	}
-	snap := &connSnapshot{name: name, entry: conn}
+	iss, err := jwtIssuer(ctx, s, name, conn)
+	if err != nil {
+		return nil, nil, err
+	}
+	snap := &connSnapshot{name: name, entry: conn, issuer: iss}
 	tok, err := snap.requestToken(ctx, b, k, username)
 	return tok, k, err
 }
@@ -175,9 +186,17 @@ func (b *backend) revokeQuietly(ctx context.Context, name string, client *salesf
 	}
 }
 
+// iss is the consumer key the snapshot's assertions name.
+func (s *connSnapshot) iss() string {
+	if s.issuer != "" {
+		return s.issuer
+	}
+	return s.entry.ConsumerKey
+}
+
 // requestToken makes one JWT bearer request for username with key k, at k's origin.
 func (s *connSnapshot) requestToken(ctx context.Context, b *backend, k *signingKey, username string) (*salesforce.Token, error) {
-	assertion, err := salesforce.SignAssertion(k.key, salesforce.Claims{Issuer: s.entry.ConsumerKey, Subject: username, Audience: k.origin.Audience}, b.now())
+	assertion, err := salesforce.SignAssertion(k.key, salesforce.Claims{Issuer: s.iss(), Subject: username, Audience: k.origin.Audience}, b.now())
 	if err != nil {
 		return nil, fmt.Errorf("signing the assertion: %w", err)
 	}

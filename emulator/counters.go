@@ -9,6 +9,7 @@ type Counters struct {
 	TokensIssued              int            `json:"tokens_issued"`
 	TokenErrors               map[string]int `json:"token_errors"`                // by OAuth error code
 	TokenRequestsByUser       map[string]int `json:"token_requests_by_user"`      // by sub as sent (JWT) or the app's run-as username (client credentials)
+	JWTTokensByIssuer         map[string]int `json:"jwt_tokens_by_issuer"`        // JWT bearer tokens issued, by the iss the assertion carried (which consumer key a client used)
 	ClientCredentialsRequests int            `json:"client_credentials_requests"` // token requests with grant_type=client_credentials (also in TokenRequests)
 	Revocations               int            `json:"revocations"`
 	RevokeRequests            int            `json:"revoke_requests"`
@@ -34,7 +35,7 @@ type Counters struct {
 }
 
 func newCounters() Counters {
-	return Counters{TokenErrors: map[string]int{}, TokenRequestsByUser: map[string]int{}}
+	return Counters{TokenErrors: map[string]int{}, TokenRequestsByUser: map[string]int{}, JWTTokensByIssuer: map[string]int{}}
 }
 
 // Counters returns a copy of the counters.
@@ -44,6 +45,7 @@ func (e *Emulator) Counters() Counters {
 	c := e.counters
 	c.TokenErrors = maps.Clone(c.TokenErrors)
 	c.TokenRequestsByUser = maps.Clone(c.TokenRequestsByUser)
+	c.JWTTokensByIssuer = maps.Clone(c.JWTTokensByIssuer)
 	return c
 }
 

@@ -598,3 +598,39 @@ func TestCredentialsAPIFaultByMethod(t *testing.T) {
 		t.Errorf("round trip %s: %+v %v", b, back, err)
 	}
 }
+
+// The JWT bearer flow of an External Client App through a consumer key rotation (the key rotates,
+// the certificate stays): a staged key is no iss before its promotion; after it, the new and the
+// previous key both are, each counted by iss; after the DELETE only the new one is.
+func TestStagedCredentialsJWTIssuer(t *testing.T) {
+	f := newECAFixture(t, Config{})
+	cp := f.consumerPath()
+	old := f.cc.ConsumerKey
+	jwtAs := func(iss string) result {
+		c := f.claims()
+		c["iss"], c["sub"] = iss, f.runAs.Username
+		return f.postToken(t, jwtForm(sign(t, keyA, c)))
+	}
+	st := f.stage(t)
+	if r := jwtAs(st.Key); r.status != 400 || r.json(t)["error"] != "invalid_client_id" {
+		t.Fatalf("a staged key as iss before its promotion: %d %s", r.status, r.body)
+	}
+	decodeStagedItem(t, f.api(t, "PATCH", cp+"/staged/"+st.ID, `{"command":"rotate"}`))
+	for _, iss := range []string{st.Key, old, st.Key} {
+		if r := jwtAs(iss); r.status != 200 {
+			t.Fatalf("iss %s during the overlap: %d %s", iss[:12], r.status, r.body)
+		}
+	}
+	if by := f.e.Counters().JWTTokensByIssuer; by[st.Key] != 2 || by[old] != 1 {
+		t.Fatalf("tokens by iss %v", by)
+	}
+	if r := f.api(t, "DELETE", cp+"/staged/"+st.ID, ""); r.status != 204 {
+		t.Fatalf("DELETE: %d %s", r.status, r.body)
+	}
+	if r := jwtAs(old); r.status != 400 || r.json(t)["error"] != "invalid_client_id" {
+		t.Fatalf("the deleted key as iss: %d %s", r.status, r.body)
+	}
+	if r := jwtAs(st.Key); r.status != 200 {
+		t.Fatalf("the new key as iss after the DELETE: %d %s", r.status, r.body)
+	}
+}

@@ -34,6 +34,7 @@ type grant struct {
 	user   User
 	org    Org
 	key    string // the app's active consumer key
+	issuer string // JWT bearer: the iss as sent (the active key, or a rotated one still valid)
 	secret []byte // signature key; nil: the app's active consumer secret
 	signed bool   // always add issued_at and signature (client credentials)
 }
@@ -135,7 +136,7 @@ func (e *Emulator) checkAssertion(r *http.Request, assertion string) (*grant, *o
 	if !e.allowLoginLocked(user.ID, now) {
 		return nil, errRateLimit
 	}
-	return &grant{app: app, user: user, org: org, key: app.ConsumerKey}, nil
+	return &grant{app: app, user: user, org: org, key: app.ConsumerKey, issuer: iss}, nil
 }
 
 func verifyRS256(parts []string, sig []byte, certs []string) bool {

@@ -81,6 +81,7 @@ func (e *Emulator) handleToken(w http.ResponseWriter, r *http.Request) {
 		fail(oerr.code, oerr.desc)
 		return
 	}
+	e.count(func(c *Counters) { c.JWTTokensByIssuer[g.issuer]++ })
 	e.writeGrant(w, r, g, f)
 }
 
