@@ -19,9 +19,9 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
-	"unique"
 
 	"golang.org/x/net/http/httpproxy"
 	"golang.org/x/net/idna"
@@ -57,6 +57,34 @@ type Client struct {
 	http     *http.Client
 	retry    RetryPolicy
 	ua       string
+	repeated *repeatedValues // shared by copies of the client
+}
+
+// repeatedValues keeps one copy of the values a client's tokens repeat: a mount caches a token
+// per role, and the tokens of one org and user carry the same instance URL, identity URL, type
+// and scope, about 180 bytes a token. (unique.Make would not do: it forgets a value as soon as
+// no Handle is held, so tokens minted a GC apart still got copies of their own.) Bounded, since
+// a client serves one org: past the bound a value is kept as it came.
+type repeatedValues struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+const maxRepeatedValues = 1024
+
+func (r *repeatedValues) one(s string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if v, ok := r.m[s]; ok {
+		return v
+	}
+	if r.m == nil {
+		r.m = map[string]string{}
+	}
+	if len(r.m) < maxRepeatedValues {
+		r.m[s] = s
+	}
+	return s
 }
 
 // Transport is the HTTP plumbing behind clients: TLS roots, dial rules and connection pools.
@@ -183,8 +211,9 @@ func NewClient(loginURL, userAgent string, retry RetryPolicy, t *Transport) *Cli
 			Timeout:       retry.AttemptTimeout,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		retry: retry,
-		ua:    userAgent,
+		retry:    retry,
+		ua:       userAgent,
+		repeated: &repeatedValues{},
 	}
 }
 
@@ -367,11 +396,8 @@ func (c *Client) token(ctx context.Context, form url.Values) (*Token, error) {
 	if tok.TokenType == "" {
 		tok.TokenType = "Bearer"
 	}
-	// A mount caches a token per role, and the tokens of one org and user repeat these
-	// values: keep one copy of each (unique holds the canonical string weakly) rather than
-	// one per token, about 180 bytes a cached token.
 	for _, f := range []*string{&tok.InstanceURL, &tok.ID, &tok.TokenType, &tok.Scope} {
-		*f = unique.Make(*f).Value()
+		*f = c.repeated.one(*f)
 	}
 	return &tok, nil
 }

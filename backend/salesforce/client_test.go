@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -312,6 +313,7 @@ func TestTokensShareTheirRepeatedFields(t *testing.T) {
 		if toks[i], err = cl.RequestToken(context.Background(), "a.b.c"); err != nil {
 			t.Fatal(err)
 		}
+		runtime.GC() // what a weakly held copy would not survive
 	}
 	a, b := toks[0], toks[1]
 	for name, f := range map[string][2]string{"instance_url": {a.InstanceURL, b.InstanceURL}, "id": {a.ID, b.ID},
