@@ -186,22 +186,10 @@ func (e *registerEnv) registerOn(s logical.Storage) (*logical.Response, error) {
 // Salesforce): a fresh backend on the same storage registers again and Salesforce holds
 // exactly one registration, the one Vault records.
 func TestCacheOnlyRegisterResumesAfterCrashAtEveryStep(t *testing.T) {
-	e := newRegisterEnv(t)
-	counting := &crashStorage{Storage: e.storage}
-	if resp, err := e.registerOn(counting); err != nil || resp.IsError() {
-		t.Fatalf("setup: %v %v", resp, err)
-	}
-	total := counting.puts
-	if total < 2 {
-		t.Fatalf("setup: %d writes, want the intent and the result", total)
-	}
-	for n := 1; n <= total; n++ {
-		t.Run(fmt.Sprintf("crash before write %d", n), func(t *testing.T) {
-			e := newRegisterEnv(t)
-			crashing := &crashStorage{Storage: e.storage, n: n}
-			if resp, err := e.registerOn(crashing); err == nil && !resp.IsError() {
-				t.Fatalf("no crash at write %d", n)
-			}
+	crashAtEveryWrite(t, crashPlan[*registerEnv]{minWrites: 2, fresh: newRegisterEnv, // the intent and the result
+		op:      func(e *registerEnv, s *crashStorage) { _, _ = e.registerOn(s) },
+		counted: func(t *testing.T, e *registerEnv) { e.checkOneRegistration(t) },
+		resume: func(t *testing.T, e *registerEnv, n, total int) {
 			if n == total {
 				if len(e.emu.TenantSecrets("")) != 1 {
 					t.Fatal("the last write is not after the create at Salesforce")
@@ -214,8 +202,8 @@ func TestCacheOnlyRegisterResumesAfterCrashAtEveryStep(t *testing.T) {
 			e.b = restartBackend(t, e.testEnv)
 			mustOK(t, e.write(registerPath, map[string]any{"named_credential": "Vault_Keys"}))
 			e.checkOneRegistration(t)
-		})
-	}
+		},
+	})
 }
 
 // An outage on the create is a 502 that leaves the intent recorded; the next register

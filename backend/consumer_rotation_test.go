@@ -2,7 +2,6 @@ package backend
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -283,47 +282,6 @@ func TestCredentialsRotationFieldInput(t *testing.T) {
 	mustErr(t, e.write("connections/cc", map[string]any{"consumer_secret": "x" + e.seed.CCApp.ConsumerSecret}), "in flight")
 }
 
-// crashStorage dies (every later write fails) at its n-th Put: a kill -9 just before that write.
-type crashStorage struct {
-	logical.Storage
-	mu   sync.Mutex
-	n    int
-	puts int
-	dead bool
-}
-
-var errCrashed = errors.New("crashed")
-
-func (c *crashStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
-	c.mu.Lock()
-	c.puts++
-	if c.n > 0 && c.puts >= c.n {
-		c.dead = true
-	}
-	dead := c.dead
-	c.mu.Unlock()
-	if dead {
-		return errCrashed
-	}
-	return c.Storage.Put(ctx, e)
-}
-
-func (c *crashStorage) Delete(ctx context.Context, k string) error {
-	c.mu.Lock()
-	dead := c.dead
-	c.mu.Unlock()
-	if dead {
-		return errCrashed
-	}
-	return c.Storage.Delete(ctx, k)
-}
-
-func (c *crashStorage) isDead() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.dead
-}
-
 // consumerFlow is one kind of connection whose consumer key the staged-credentials API rotates,
 // as the crash and concurrency tests drive it: its environment (the rotation due every 24h),
 // the rotated connection, a per_lease role on it, and the app as the emulator holds it now.
@@ -363,25 +321,22 @@ func TestCredentialsRotationResumesAfterCrashAtEveryStep(t *testing.T) {
 }
 
 func testResumesAfterCrashAtEveryStep(t *testing.T, f consumerFlow) {
-	// Count the writes of an uninterrupted rotation first.
-	e := f.env(t, map[string]any{"credentials_rotation_period": "24h"})
-	e.clock.Advance(25 * time.Hour)
-	counting := &crashStorage{Storage: e.storage}
-	runScheduledRotation(e, e.b, counting, f.conn, func() bool { return false })
-	total := counting.puts
-	if total < 7 || e.emu.Counters().CredentialRotations != 1 {
-		t.Fatalf("setup: an uninterrupted rotation made %d writes, %d rotations", total, e.emu.Counters().CredentialRotations)
-	}
-	for n := 1; n <= total; n++ {
-		t.Run(fmt.Sprintf("crash before write %d", n), func(t *testing.T) {
+	var old emulator.App
+	crashAtEveryWrite(t, crashPlan[*testEnv]{
+		minWrites: 7,
+		fresh: func(t *testing.T) *testEnv {
 			e := f.env(t, map[string]any{"credentials_rotation_period": "24h"})
 			e.clock.Advance(25 * time.Hour)
-			old := f.app(e)
-			crashing := &crashStorage{Storage: e.storage, n: n}
-			runScheduledRotation(e, e.b, crashing, f.conn, crashing.isDead)
-			if !crashing.isDead() {
-				t.Fatalf("the rotation finished before write %d", n)
+			old = f.app(e)
+			return e
+		},
+		op: func(e *testEnv, s *crashStorage) { runScheduledRotation(e, e.b, s, f.conn, s.isDead) },
+		counted: func(t *testing.T, e *testEnv) {
+			if n := e.emu.Counters().CredentialRotations; n != 1 {
+				t.Fatalf("setup: an uninterrupted rotation made %d rotations at Salesforce", n)
 			}
+		},
+		resume: func(t *testing.T, e *testEnv, _, _ int) {
 			// Until the switch is stored, reads use the previous pair, which still works.
 			mustOK(t, e.read("creds/"+f.role))
 			// kill -9: a new backend that knows only storage.
@@ -420,8 +375,8 @@ func testResumesAfterCrashAtEveryStep(t *testing.T, f consumerFlow) {
 				t.Fatalf("%d active versions", active)
 			}
 			mustOK(t, e.read("creds/"+f.role))
-		})
-	}
+		},
+	})
 }
 
 // Eight readers mint throughout a rotation, the overlap and the deletion, for both flows: none

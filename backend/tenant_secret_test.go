@@ -191,22 +191,16 @@ func testTenantSecretCrashAtEveryStep(t *testing.T, typ string) {
 		mustOK(t, e.write(path, map[string]any{"certificate_name": "Vault_BYOK"}))
 		return e
 	}
-	e := env(t)
-	counting := &crashStorage{Storage: e.storage}
-	if _, msg, err := e.b.rotateTenantSecret(context.Background(), counting, "prod", typ, "manual"); err != nil || msg != "" {
-		t.Fatalf("setup: %v %s", err, msg)
-	}
-	total := counting.puts
-	if total < 4 {
-		t.Fatalf("setup: %d writes", total)
-	}
-	for n := 1; n <= total; n++ {
-		t.Run(fmt.Sprintf("crash before write %d", n), func(t *testing.T) {
-			e := env(t)
-			crashing := &crashStorage{Storage: e.storage, n: n}
-			if _, _, err := e.b.rotateTenantSecret(context.Background(), crashing, "prod", typ, "manual"); err == nil {
-				t.Fatalf("no crash at write %d", n)
+	crashAtEveryWrite(t, crashPlan[*testEnv]{minWrites: 4, fresh: env,
+		op: func(e *testEnv, s *crashStorage) {
+			_, _, _ = e.b.rotateTenantSecret(context.Background(), s, "prod", typ, "manual")
+		},
+		counted: func(t *testing.T, e *testEnv) {
+			if at := e.emu.TenantSecrets(""); len(at) != 1 || at[0].Status != emulator.TenantSecretActive {
+				t.Fatalf("setup: an uninterrupted rotation left %+v at Salesforce", at)
 			}
+		},
+		resume: func(t *testing.T, e *testEnv, _, _ int) {
 			e.b.Cleanup(context.Background())
 			e.b = restartBackend(t, e)
 			v := mustOK(t, e.write(path+"/rotate", nil)).Data
@@ -222,8 +216,8 @@ func testTenantSecretCrashAtEveryStep(t *testing.T, typ string) {
 			if keys := mustOK(t, e.list(path+"/versions")).Data["keys"].([]string); len(keys) != 1 {
 				t.Fatalf("versions: %v", keys)
 			}
-		})
-	}
+		},
+	})
 }
 
 // rotation_period drives rotations from the periodic func: the first at once, the next one
@@ -295,19 +289,11 @@ func TestTenantSecretRetentionCrashAtEveryStep(t *testing.T) {
 		}
 		return e
 	}
-	e := setup(t)
-	counting := &crashStorage{Storage: e.storage}
-	if _, msg, err := e.b.rotateTenantSecret(context.Background(), counting, "prod", "data", "manual"); err != nil || msg != "" {
-		t.Fatalf("setup: %v %s", err, msg)
-	}
-	total := counting.puts
-	for n := 1; n <= total; n++ {
-		t.Run(fmt.Sprintf("crash before write %d", n), func(t *testing.T) {
-			e := setup(t)
-			crashing := &crashStorage{Storage: e.storage, n: n}
-			if _, _, err := e.b.rotateTenantSecret(context.Background(), crashing, "prod", "data", "manual"); err == nil {
-				t.Fatalf("no crash at write %d", n)
-			}
+	crashAtEveryWrite(t, crashPlan[*testEnv]{minWrites: 1, fresh: setup,
+		op: func(e *testEnv, s *crashStorage) {
+			_, _, _ = e.b.rotateTenantSecret(context.Background(), s, "prod", "data", "manual")
+		},
+		resume: func(t *testing.T, e *testEnv, _, _ int) {
 			e.b.Cleanup(context.Background())
 			e.b = restartBackend(t, e)
 			if len(e.emu.TenantSecrets("")) == 2 { // the crash came before the upload: rotate anew
@@ -332,8 +318,8 @@ func TestTenantSecretRetentionCrashAtEveryStep(t *testing.T) {
 			if at[2].Status != emulator.TenantSecretActive {
 				t.Fatalf("the last upload is %s", at[2].Status)
 			}
-		})
-	}
+		},
+	})
 }
 
 // A rotation announces itself on Vault's event bus as started and completed, with the
