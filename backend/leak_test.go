@@ -40,6 +40,25 @@ func keyNeedles(t *testing.T, k *rsa.PrivateKey) []string {
 
 // TestPrivateKeysNeverLeak drives every path, success and failure, then scans every response,
 // error, warning and log line for private key material, and the logs for access tokens.
+// bytesNeedles are the ways a secret of raw bytes could be written out: as it is, base64 (both
+// alphabets), hex, and Go's %v of a byte slice.
+func bytesNeedles(b []byte) []string {
+	return []string{string(b), base64.StdEncoding.EncodeToString(b), base64.RawURLEncoding.EncodeToString(b),
+		hex.EncodeToString(b), strings.Trim(fmt.Sprint(b), "[]")} //nolint:staticcheck // the decimal list is the leak looked for
+}
+
+// recorded is every log line and response of the test so far, joined; fewer than min
+// responses means the scenario did not run.
+func (e *testEnv) recorded(t *testing.T, min int) string {
+	t.Helper()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.responses) < min {
+		t.Fatalf("only %d responses recorded: the scenario did not run", len(e.responses))
+	}
+	return strings.Join(append([]string{e.logs.String()}, e.responses...), "\n")
+}
+
 func TestPrivateKeysNeverLeak(t *testing.T) {
 	e := newTestEnv(t)
 	imported := newRSA(t, 2048)
@@ -146,8 +165,7 @@ func TestPrivateKeysNeverLeak(t *testing.T) {
 	if strings.Contains(all, ccSecret) || strings.Contains(all, ccSecret[8:40]) {
 		t.Error("the consumer secret appears in a response or log")
 	}
-	for _, n := range []string{base64.StdEncoding.EncodeToString(dataKey), base64.RawURLEncoding.EncodeToString(dataKey),
-		hex.EncodeToString(dataKey), strings.Trim(fmt.Sprint(dataKey), "[]")} { //nolint:staticcheck // the decimal list is the leak looked for
+	for _, n := range bytesNeedles(dataKey) {
 		if strings.Contains(all, n) {
 			t.Error("the cache-only data key appears in a response or log")
 		}
@@ -244,13 +262,7 @@ func testConsumerSecretsNeverLeak(t *testing.T, f consumerFlow) {
 	if e.emu.Counters().CredentialRotations < 2 {
 		t.Fatalf("setup: %d rotations", e.emu.Counters().CredentialRotations)
 	}
-	e.mu.Lock()
-	all := strings.Join(append([]string{e.logs.String()}, e.responses...), "\n")
-	n := len(e.responses)
-	e.mu.Unlock()
-	if n < 10 {
-		t.Fatalf("only %d responses recorded", n)
-	}
+	all := e.recorded(t, 10)
 	for i, s := range secrets {
 		if strings.Contains(all, s) || strings.Contains(all, s[8:40]) {
 			t.Fatalf("consumer secret %d appears in a response or log", i)
@@ -307,15 +319,9 @@ func TestTenantSecretsNeverLeak(t *testing.T) {
 	if len(sealed) < 4 {
 		t.Fatalf("setup: %d sealed secrets seen", len(sealed))
 	}
-	e.mu.Lock()
-	all := strings.Join(append([]string{e.logs.String()}, e.responses...), "\n")
-	n := len(e.responses)
-	e.mu.Unlock()
-	if n < 10 {
-		t.Fatalf("only %d responses recorded", n)
-	}
+	all := e.recorded(t, 10)
 	for i, s := range sealed {
-		for _, needle := range []string{string(s.Secret), base64.StdEncoding.EncodeToString(s.Secret), base64.RawURLEncoding.EncodeToString(s.Secret), hex.EncodeToString(s.Secret)} {
+		for _, needle := range bytesNeedles(s.Secret) {
 			if strings.Contains(all, needle) {
 				t.Fatalf("tenant secret %d appears in a response or log", i)
 			}
