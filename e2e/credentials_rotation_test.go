@@ -301,6 +301,31 @@ func TestCredentialsRotationManualUnderReaders(t *testing.T) {
 	}
 }
 
+// A scheduled rotation under 8 concurrent readers (client credentials): nothing happens before
+// the scheduled minute; after it the periodic func stages, promotes, proves and switches, then
+// deletes the previous pair after the overlap, with no read failed. The schedule names one
+// minute of the day, so no second rotation follows within the test.
+func TestCredentialsRotationScheduledUnderReaders(t *testing.T) {
+	t.Parallel()
+	f := consumerFlows[0]
+	e, oldKey := newCCRotationEnv(t, f)
+	_, oldSecret := ccApp(t, e.Emu, oldKey)
+	v := e.Vault
+	at := time.Now().UTC().Add(2 * time.Minute).Truncate(time.Minute)
+	v.Write(t, Mount+"/connections/cc", map[string]any{"credentials_rotation_schedule": fmt.Sprintf("%d %d * * *", at.Minute(), at.Hour())})
+	readers := startCCReaders(t, e)
+	readers.markInFlight(true)
+	time.Sleep(time.Until(at) - 5*time.Second)
+	requireCounter(t, e.Emu, "credentials_staged", 0)
+	if st, err := ccRotation(v.Client); err != nil || st["state"] != "idle" {
+		t.Fatalf("before the scheduled minute: rotation %v (%v), want idle", st, err)
+	}
+	awaitCCRotation(t, v, ccRotationTimeout, "the scheduled rotation to complete", ccCompleted)
+	readers.markInFlight(false)
+	readers.finish(t)
+	requireCCRotated(t, e, f, oldKey, oldSecret)
+}
+
 // kill -9 of the plugin while a rotation is held at a step, for both flows: the restarted plugin
 // reads the same rotation from storage and the periodic func finishes it, with exactly one staged
 // pair made and promoted, the previous key deleted only after the switch, and no read failed.
