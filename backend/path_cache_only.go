@@ -178,16 +178,9 @@ func (b *backend) cacheOnlyCertificate(ctx context.Context, s logical.Storage, c
 	field, pemText := "certificate", d.Get("certificate").(string)
 	if name := d.Get("certificate_name").(string); pemText == "" && name != "" {
 		field = "certificate_name"
-		api, err := b.connectionAPI(ctx, s, conn, "connection", defaultAPIVersion)
-		if err != nil {
-			return nil, logical.ErrorResponse("reading the BYOK certificate needs a login: %s (or give certificate as PEM)", describeTenantSecretError(err)), nil
-		}
-		defer api.close()
-		if pemText, err = api.client.BYOKCertificatePEM(ctx, api.sess, name); err != nil {
-			return nil, logical.ErrorResponse("reading the BYOK certificate: %s", describeTenantSecretError(err)), nil
-		}
-		if pemText == "" {
-			return nil, fieldErr("certificate_name", "names no certificate of the org: give the certificate's unique name (API name) from Setup > Certificate and Key Management").response(), nil
+		var resp *logical.Response
+		if pemText, resp = b.byokCertificatePEM(ctx, s, conn, name); resp != nil {
+			return nil, resp, nil
 		}
 	}
 	if pemText == "" {

@@ -185,16 +185,9 @@ func (b *backend) resolveBYOKCertificate(ctx context.Context, s logical.Storage,
 		return nil, nil
 	} else {
 		field = "certificate_name"
-		api, err := b.connectionAPI(ctx, s, cfg.Connection, "connection", defaultAPIVersion)
-		if err != nil {
-			return logical.ErrorResponse("reading the BYOK certificate needs a login: %s (or give certificate as PEM)", describeTenantSecretError(err)), nil
-		}
-		defer api.close()
-		if pemText, err = api.client.BYOKCertificatePEM(ctx, api.sess, cfg.CertificateName); err != nil {
-			return logical.ErrorResponse("reading the BYOK certificate: %s", describeTenantSecretError(err)), nil
-		}
-		if pemText == "" {
-			return fieldErr("certificate_name", "names no certificate of the org: give the certificate's unique name (API name) from Setup > Certificate and Key Management").response(), nil
+		var resp *logical.Response
+		if pemText, resp = b.byokCertificatePEM(ctx, s, cfg.Connection, cfg.CertificateName); resp != nil {
+			return resp, nil
 		}
 	}
 	cert, ferr := parseBYOKCertificate(field, pemText)

@@ -441,6 +441,24 @@ func tenantSecretFailure(err error) (*logical.Response, error) {
 
 // describeTenantSecretError is the 400 text of a Salesforce refusal: its code and message (no
 // secret travels in either) and what to do.
+// byokCertificatePEM reads the BYOK certificate the org names name, with connection conn's
+// login (Tooling API); resp is the 400 that says what went wrong. Tenant secrets and cache-only
+// keys are both wrapped under such a certificate.
+func (b *backend) byokCertificatePEM(ctx context.Context, s logical.Storage, conn, name string) (pemText string, resp *logical.Response) {
+	api, err := b.connectionAPI(ctx, s, conn, "connection", defaultAPIVersion)
+	if err != nil {
+		return "", logical.ErrorResponse("reading the BYOK certificate needs a login: %s (or give certificate as PEM)", describeTenantSecretError(err))
+	}
+	defer api.close()
+	if pemText, err = api.client.BYOKCertificatePEM(ctx, api.sess, name); err != nil {
+		return "", logical.ErrorResponse("reading the BYOK certificate: %s", describeTenantSecretError(err))
+	}
+	if pemText == "" {
+		return "", fieldErr("certificate_name", "names no certificate of the org: give the certificate's unique name (API name) from Setup > Certificate and Key Management").response()
+	}
+	return pemText, nil
+}
+
 func describeTenantSecretError(err error) string {
 	msg := err.Error()
 	if h := salesforce.TenantSecretHint(err); h != "" {
