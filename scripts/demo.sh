@@ -219,7 +219,7 @@ say "Create a connection: Vault generates the signing key and a certificate; the
 run vault write salesforce/connections/demo consumer_key="$sf_eca_key" app_type=external_client_app \
   login_url="$sf_url" allow_non_salesforce_host=true ca_cert=@"$sf_ca"
 
-say "Export the certificate and upload it to the External Client App (Setup > External Client App Manager > Vault_JWT_ECA > Settings > OAuth Settings > Use digital signatures)"
+say "Export the certificate and upload it to the External Client App (Setup > External Client App Manager > Vault JWT ECA > Settings > OAuth Settings: the JWT bearer flow certificate)"
 printf '%s$ vault read -field=certificate salesforce/connections/demo/certificate > demo.crt%s\n' "$bold" "$reset"
 vault read -field=certificate salesforce/connections/demo/certificate >"$demo_dir/demo.crt"
 grep -m1 -- '-----BEGIN CERTIFICATE-----' "$demo_dir/demo.crt"
