@@ -26,10 +26,12 @@ build:
 	@mkdir -p $(PLUGIN_DIR)
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(PLUGIN_DIR)/$(PLUGIN) ./cmd/$(PLUGIN)
 
-## emulator: the Salesforce emulator as a process
+## emulator: the Salesforce emulator as a process (built with the plugin's CGO_ENABLED=0 and
+##           -trimpath, so that the standard library compiled for one serves the other: half the
+##           cold build of `make demo`)
 emulator:
 	@mkdir -p $(BIN_DIR)
-	go build -o $(BIN_DIR)/salesforce-emulator ./cmd/salesforce-emulator
+	CGO_ENABLED=0 go build -trimpath -o $(BIN_DIR)/salesforce-emulator ./cmd/salesforce-emulator
 
 ## vault: the pinned Vault binary (built once from the Go module proxy, then cached)
 vault:
@@ -101,15 +103,38 @@ $(GOLANGCI_LINT):
 	GOBIN=$(TOOLS_DIR) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 	mv $(TOOLS_DIR)/golangci-lint $@
 
-## release: static plugin binaries for linux/darwin on amd64/arm64, with SHA256SUMS, in dist/
-release:
-	rm -rf dist && mkdir -p dist
+## release: static plugin binaries for linux/darwin on amd64/arm64, each with a CycloneDX SBOM,
+##          SHA256SUMS over all of them, signed with RELEASE_SIGNING_KEY (an OpenSSH private key)
+##          into SHA256SUMS.sig, in DIST_DIR (dist/). Verifying: docs/release.md.
+DIST_DIR ?= $(CURDIR)/dist
+RELEASE_SIGNING_KEY ?=
+CYCLONEDX_GOMOD_VERSION := v1.10.0
+CYCLONEDX_GOMOD := $(TOOLS_DIR)/cyclonedx-gomod-$(CYCLONEDX_GOMOD_VERSION)
+release: $(CYCLONEDX_GOMOD)
+	@[ -n "$(RELEASE_SIGNING_KEY)" ] || { echo "release: set RELEASE_SIGNING_KEY to the OpenSSH private key that signs SHA256SUMS (docs/release.md)"; exit 1; }
+	rm -rf $(DIST_DIR) && mkdir -p $(DIST_DIR)
 	for p in $(RELEASE_PLATFORMS); do \
-	  os=$${p%/*}; arch=$${p#*/}; \
+	  os=$${p%/*}; arch=$${p#*/}; bin=$(DIST_DIR)/$(PLUGIN)_$(VERSION)_$${os}_$${arch}; \
 	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch go build -trimpath -ldflags "$(LDFLAGS)" \
-	    -o dist/$(PLUGIN)_$(VERSION)_$${os}_$${arch} ./cmd/$(PLUGIN) || exit 1; \
+	    -o $$bin ./cmd/$(PLUGIN) || exit 1; \
+	  $(CYCLONEDX_GOMOD) bin -json -version $(VERSION) -output $$bin.cdx.json $$bin || exit 1; \
 	done
-	cd dist && sha256sum $(PLUGIN)_* > SHA256SUMS && cat SHA256SUMS
+	cd $(DIST_DIR) && sha256sum $(PLUGIN)_* > SHA256SUMS && cat SHA256SUMS
+	scripts/release.sh sign $(RELEASE_SIGNING_KEY) $(DIST_DIR)
+
+$(CYCLONEDX_GOMOD):
+	@mkdir -p $(TOOLS_DIR)
+	GOBIN=$(TOOLS_DIR) go install github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@$(CYCLONEDX_GOMOD_VERSION)
+	mv $(TOOLS_DIR)/cyclonedx-gomod $@
+
+## oci-image: the plugin as an OCI image for Vault's containerized plugins (Containerfile), from
+##            a `make release` in DIST_DIR; needs docker or podman (OCI_BUILDER). Not run in CI.
+OCI_BUILDER ?= docker
+OCI_ARCH ?= amd64
+.PHONY: oci-image
+oci-image:
+	$(OCI_BUILDER) build -f Containerfile --platform linux/$(OCI_ARCH) --build-arg VERSION=$(VERSION) \
+	  -t $(PLUGIN):$(VERSION:v%=%) $(DIST_DIR)
 
 clean:
 	rm -rf $(BIN_DIR) dist

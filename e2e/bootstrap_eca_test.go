@@ -15,7 +15,7 @@ const ecaName = "Vault_JWT_ECA"
 
 // TestBootstrapExternalClientApp drives bootstrap/salesforce/deploy-certificate.sh's External
 // Client App variant with the pinned Salesforce CLI against the emulator, as bootstrap/README.md
-// tells an operator to (the README walkthrough covers the Connected App):
+// tells an operator to (the README walkthrough deploys the whole app too):
 //   - the whole app (-t external_client_app): the ECA header, its OAuth settings and policies,
 //     the permission sets, and its global OAuth settings carrying Vault's certificate; a token
 //     is minted through the ECA's consumer key;

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/vault/api"
 )
 
 // terraformDir is the folder scripts/terraform.sh prints: terraform and its terraformrc, which
@@ -48,9 +50,10 @@ func copyFiles(t *testing.T, src, pattern, dst string) {
 }
 
 // TestTerraformExample applies bootstrap/terraform, as its README says, to a real Vault: the
-// plugin registered and mounted at its version, a connection, a role, the four policies, and
-// the certificate as an output. A second plan must be empty (durations as the plugin returns
-// them, no drift), and destroy must remove what apply made.
+// plugin registered (vault_plugin) and the mount pinned at its version (vault_mount), a
+// connection, a role, the four policies, and the certificate as an output. A second plan must
+// be empty (durations as the plugin returns them, no drift); an upgrade to a new binary moves
+// the mount, reloads the plugin and deregisters the old version; destroy removes what apply made.
 func TestTerraformExample(t *testing.T) {
 	cfg := LoadConfig(t)
 	tfDir := terraformDir(t)
@@ -63,14 +66,18 @@ func TestTerraformExample(t *testing.T) {
 	copyFiles(t, filepath.Join(root, "bootstrap", "terraform"), "*.tf", module)
 	copyFiles(t, filepath.Join(root, "bootstrap", "policies"), "*.hcl", filepath.Join(work, "policies"))
 	const role, conn, username = "billing", "acme", "integration@acme.example.com"
-	writeFile(t, filepath.Join(module, "terraform.tfvars"), fmt.Sprintf(`plugin_sha256   = %q
+	tfvars := func(sha, version, command string) {
+		writeFile(t, filepath.Join(module, "terraform.tfvars"), fmt.Sprintf(`plugin_sha256   = %q
 plugin_version  = %q
+plugin_command  = %q
 consumer_key    = "placeholder"
 login_url       = "https://acme.my.salesforce.com"
 username        = %q
 connection_name = %q
 role_name       = %q
-`, sha, cfg.PluginVersion, username, conn, role))
+`, sha, version, command, username, conn, role))
+	}
+	tfvars(sha, cfg.PluginVersion, PluginName)
 
 	home := t.TempDir()
 	env := []string{
@@ -101,6 +108,14 @@ role_name       = %q
 	mount := v.Read(t, "sys/mounts/salesforce")
 	if mount == nil || mount.Data["type"] != PluginName || mount.Data["running_plugin_version"] != cfg.PluginVersion {
 		t.Fatalf("mount after apply: %v", mount)
+	}
+	// vault_mount.plugin_version pins the mount (a tune would show the same).
+	if pinned := mount.Data["plugin_version"]; pinned != cfg.PluginVersion {
+		t.Errorf("mount plugin_version %v after apply, want it pinned to %s", pinned, cfg.PluginVersion)
+	}
+	// vault_plugin registered exactly this binary at this version.
+	if entry := catalogEntry(t, v, cfg.PluginVersion); entry == nil || entry.Data["sha256"] != sha || entry.Data["version"] != cfg.PluginVersion || entry.Data["command"] != PluginName {
+		t.Fatalf("catalog entry %s after apply: %v", cfg.PluginVersion, entry)
 	}
 	c := v.Read(t, "salesforce/connections/"+conn)
 	if c == nil || c.Data["consumer_key"] != "placeholder" || c.Data["login_url"] != "https://acme.my.salesforce.com" || c.Data["deploy"] != "manual" {
@@ -135,6 +150,29 @@ role_name       = %q
 		}
 	}
 
+	// An upgrade as bootstrap/README.md tells it: the new binary beside the old one, its sha256,
+	// version and file name in the variables, apply. Vault then runs the new version on the same
+	// connection, and the old catalog entry is gone.
+	const next = "v0.99.0"
+	nextCmd, nextSHA := pluginBuild(t, v, root, next)
+	tfvars(nextSHA, next, nextCmd)
+	mustTF("apply", "-input=false", "-no-color", "-auto-approve")
+	if m := v.Read(t, "sys/mounts/salesforce"); m.Data["plugin_version"] != next || m.Data["running_plugin_version"] != next {
+		t.Errorf("mount after the upgrade: plugin_version %v, running %v; want %s", m.Data["plugin_version"], m.Data["running_plugin_version"], next)
+	}
+	if got := v.Read(t, "salesforce/info").Data["version"]; got != next {
+		t.Errorf("info reports %v after the upgrade, want %s (the reload did not happen)", got, next)
+	}
+	if entry := catalogEntry(t, v, next); entry == nil || entry.Data["sha256"] != nextSHA {
+		t.Errorf("catalog entry %s after the upgrade: %v", next, entry)
+	}
+	if entry := catalogEntry(t, v, cfg.PluginVersion); entry != nil {
+		t.Errorf("the old version %s is still registered after the upgrade: %v", cfg.PluginVersion, entry.Data)
+	}
+	if after := mustTF("output", "-raw", "certificate"); strings.TrimSpace(after) != strings.TrimSpace(cert) {
+		t.Error("the upgrade changed the connection's certificate")
+	}
+
 	mustTF("destroy", "-input=false", "-no-color", "-auto-approve")
 	if m, err := v.Client.Logical().Read("sys/mounts/salesforce"); err == nil && m != nil {
 		t.Errorf("mount still there after destroy: %v", m.Data)
@@ -142,4 +180,22 @@ role_name       = %q
 	if p := v.Read(t, "sys/policies/acl/salesforce-app"); p != nil {
 		t.Errorf("app policy still there after destroy")
 	}
+	if entry := catalogEntry(t, v, next); entry != nil {
+		t.Errorf("catalog entry still there after destroy: %v", entry.Data)
+	}
+}
+
+// catalogEntry reads the plugin's catalog entry at the suite's plugin version (nil when there
+// is none).
+func catalogEntry(t *testing.T, v *Vault, version string) *api.Secret {
+	t.Helper()
+	s, err := v.Client.Logical().ReadWithData("sys/plugins/catalog/secret/"+PluginName, map[string][]string{"version": {version}})
+	if err != nil {
+		var re *api.ResponseError
+		if errors.As(err, &re) && re.StatusCode == 404 {
+			return nil
+		}
+		t.Fatalf("read the catalog entry: %v", err)
+	}
+	return s
 }

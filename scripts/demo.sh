@@ -186,8 +186,10 @@ if [ "$mode" = start ]; then
 
 Vault (dev server, nothing configured) and the Salesforce emulator are running:
   Vault       $VAULT_ADDR  (root token "root", plugin directory bin/plugins)
-  Salesforce  $sf_url  (one org; connected app Vault_JWT, consumer key
-              $sf_key; users $sf_user and $sf_deploy_user)
+  Salesforce  $sf_url  (one org; External Client App Vault_JWT_ECA, consumer key
+              $sf_eca_key; the Connected App Vault_JWT an existing
+              integration would have, consumer key $sf_key;
+              users $sf_user and $sf_deploy_user)
   . bin/demo/env          sets VAULT_ADDR, VAULT_TOKEN, PATH and SF_* in your shell
   scripts/demo.sh stop    stops both
 EOF
@@ -199,7 +201,7 @@ cat <<EOF
 
 ${bold}vault-plugin-salesforce demo${reset}
   Vault       $VAULT_ADDR  (dev server, root token "root", plugin directory bin/plugins)
-  Salesforce  $sf_url  (the emulator: one org, connected app $sf_key, user $sf_user)
+  Salesforce  $sf_url  (the emulator: one org, External Client App Vault_JWT_ECA, user $sf_user)
 EOF
 
 # --- The operator's steps ----------------------------------------------------------------
@@ -211,11 +213,13 @@ run vault plugin info -version="$version" secret "$plugin"
 say "Mount the secrets engine"
 run vault secrets enable -path=salesforce "$plugin"
 
+# The External Client App, as a new integration uses (app_type=external_client_app is the default;
+# an existing Connected App stays supported with app_type=connected_app and its consumer key).
 say "Create a connection: Vault generates the signing key and a certificate; the key never leaves Vault"
-run vault write salesforce/connections/demo consumer_key="$sf_key" login_url="$sf_url" \
-  allow_non_salesforce_host=true ca_cert=@"$sf_ca"
+run vault write salesforce/connections/demo consumer_key="$sf_eca_key" app_type=external_client_app \
+  login_url="$sf_url" allow_non_salesforce_host=true ca_cert=@"$sf_ca"
 
-say "Export the certificate and upload it to the connected app (Setup > App Manager > Use digital signatures)"
+say "Export the certificate and upload it to the External Client App (Setup > External Client App Manager > Vault JWT ECA > Settings > OAuth Settings: the JWT bearer flow certificate)"
 printf '%s$ vault read -field=certificate salesforce/connections/demo/certificate > demo.crt%s\n' "$bold" "$reset"
 vault read -field=certificate salesforce/connections/demo/certificate >"$demo_dir/demo.crt"
 grep -m1 -- '-----BEGIN CERTIFICATE-----' "$demo_dir/demo.crt"
@@ -223,10 +227,10 @@ grep -m1 -- '-----BEGIN CERTIFICATE-----' "$demo_dir/demo.crt"
 awk 'BEGIN { printf "{\"certificate\":\"" } { printf "%s\\n", $0 } END { printf "\"}" }' \
   "$demo_dir/demo.crt" >"$demo_dir/demo-cert.json"
 printf '%s$ curl --cacert %s -X PUT --data @demo-cert.json %s/__emulator/apps/%s/certificate%s\n' \
-  "$bold" "$sf_ca" "$sf_url" "$sf_key" "$reset"
+  "$bold" "$sf_ca" "$sf_url" "$sf_eca_key" "$reset"
 curl -sS --fail --cacert "$sf_ca" -X PUT -H 'Content-Type: application/json' \
   --data @"$demo_dir/demo-cert.json" -o /dev/null -w 'HTTP %{http_code}: certificate registered on the app\n' \
-  "$sf_url/__emulator/apps/$sf_key/certificate"
+  "$sf_url/__emulator/apps/$sf_eca_key/certificate"
 
 say "A role: what an application may ask for"
 run vault write salesforce/roles/app connection=demo username="$sf_user"

@@ -9,48 +9,34 @@ locals {
 }
 
 # Register the binary. It must already be in plugin_directory, under plugin_command, on every
-# Vault node. A new plugin_version or sha256 registers a new catalog entry beside the old one.
-resource "vault_generic_endpoint" "plugin" {
-  path = "sys/plugins/catalog/secret/${local.plugin}"
+# Vault node. A new plugin_version or sha256 registers a new catalog entry (create_before_destroy:
+# before the mount moves to it), then deregisters the old one once the mount runs the new one.
+resource "vault_plugin" "salesforce" {
+  type    = "secret"
+  name    = local.plugin
+  command = var.plugin_command
+  version = var.plugin_version
+  sha256  = var.plugin_sha256
 
-  # Reading or deleting this path without ?version= addresses the unversioned entry, which is
-  # not this one. Old versions are removed by hand once no mount runs them:
-  #   vault plugin deregister -version=vX.Y.Z secret vault-plugin-salesforce
-  disable_read   = true
-  disable_delete = true
-
-  data_json = jsonencode({
-    sha256  = var.plugin_sha256
-    command = var.plugin_command
-    version = var.plugin_version
-  })
+  lifecycle {
+    create_before_destroy = true
+  }
 }
 
-# Without a plugin version Vault mounts the newest registered one; the tune below pins the
-# mount to plugin_version (and moves it there on upgrades).
+# The mount, pinned to plugin_version: without a pin Vault mounts the newest registered version.
+# On upgrades the provider tunes the pin (vault secrets tune -plugin-version=...).
 resource "vault_mount" "salesforce" {
-  path        = local.mount
-  type        = local.plugin
-  description = "Salesforce access tokens (JWT bearer flow)"
-
-  depends_on = [vault_generic_endpoint.plugin]
-}
-
-# vault secrets tune -plugin-version=... salesforce/
-resource "vault_generic_endpoint" "plugin_version" {
-  path           = "sys/mounts/${vault_mount.salesforce.path}/tune"
-  disable_read   = true
-  disable_delete = true
-
-  data_json = jsonencode({
-    plugin_version = var.plugin_version
-  })
+  path           = local.mount
+  type           = vault_plugin.salesforce.name
+  plugin_version = vault_plugin.salesforce.version
+  description    = "Salesforce access tokens (JWT bearer flow)"
 }
 
 # A mount moved to a new version keeps running the old process until the plugin is reloaded
 # (vault plugin reload -plugin=vault-plugin-salesforce). This write does it whenever the pinned
 # version changes, and once at creation, harmlessly. In an HA cluster it reloads the node that
 # serves the request, which is the active node: the only one running the plugin in Vault CE.
+# The provider has no resource for a reload, so this one Vault endpoint stays generic.
 resource "vault_generic_endpoint" "reload" {
   path           = "sys/plugins/reload/backend"
   disable_read   = true
@@ -60,10 +46,10 @@ resource "vault_generic_endpoint" "reload" {
     plugin = local.plugin
   })
 
-  depends_on = [vault_generic_endpoint.plugin_version]
+  depends_on = [vault_mount.salesforce]
 
   lifecycle {
-    replace_triggered_by = [vault_generic_endpoint.plugin_version]
+    replace_triggered_by = [vault_mount.salesforce.plugin_version]
   }
 }
 
