@@ -288,6 +288,7 @@ func (r *Report) Markdown() string {
 			}
 		}
 		w("\n")
+		ccVsJWT(&b, c, OpCCShared)
 		writeErrors(&b, c.Errors)
 	}
 
@@ -310,6 +311,7 @@ func (r *Report) Markdown() string {
 				PerRound(c.By[n][OpCreds], fl, func(a, b Summary) float64 { return ratio(p50(a), p50(b)) }))
 		}
 		w("\n")
+		ccVsJWT(&b, c, OpCC)
 		writeErrors(&b, c.Errors)
 	}
 
@@ -580,4 +582,19 @@ func clientsLabel(n int) string {
 		return "1 client"
 	}
 	return fmt.Sprintf("%d clients", n)
+}
+
+// ccVsJWT writes the client-credentials read against the JWT-bearer one of the same comparison
+// (p50 ratio per round, then the median), at each client count: the same mint without a
+// signature, for the app's run-as user.
+func ccVsJWT(b *strings.Builder, c *Comparison, ccOp string) {
+	var cells []string
+	for _, n := range c.Clients {
+		if cc, ok := c.By[n][ccOp]; ok && len(cc) > 0 {
+			cells = append(cells, fmt.Sprintf("%d client(s) %s", n, ratioCell(cc, c.By[n][OpCreds], p50)))
+		}
+	}
+	if len(cells) > 0 {
+		fmt.Fprintf(b, "Client credentials against JWT bearer (`%s` / `%s`, p50): %s.\n\n", ccOp, OpCreds, strings.Join(cells, ", "))
+	}
 }

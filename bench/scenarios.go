@@ -21,6 +21,8 @@ const (
 	OpRaw   = "raw sign+POST"
 	OpInfo  = "plugin info (hop floor)"
 	OpCC    = "plugin creds, client_credentials"
+	// OpCCShared is the client-credentials read in shared mode (warm cache), for the cached read.
+	OpCCShared = "plugin creds, client_credentials, shared"
 )
 
 // tokenCreate is the leased floor: a token of Vault's own with a short TTL (a lease in Vault's
@@ -39,8 +41,9 @@ func (e *Env) ops() map[string]Op {
 		OpCC: func(int) error {
 			return e.H.Expect("GET", Mount+"/creds/cc-leased", nil, `"lease_id":"`+Mount+`/creds/cc-leased/`)
 		},
-		OpKV:    func(int) error { return e.H.Expect("GET", kvSecret, nil, `"access_token"`) },
-		OpLease: func(int) error { return e.H.Expect("POST", "auth/token/create", tokenCreate, `"client_token"`) },
+		OpCCShared: func(int) error { return e.H.Expect("GET", Mount+"/creds/cc-shared", nil, `"access_token"`) },
+		OpKV:       func(int) error { return e.H.Expect("GET", kvSecret, nil, `"access_token"`) },
+		OpLease:    func(int) error { return e.H.Expect("POST", "auth/token/create", tokenCreate, `"client_token"`) },
 		// salesforce/info answers from constants: no storage, no lock, no Salesforce. It is the
 		// floor of any read served by an external plugin: Vault's gRPC call to the plugin process
 		// and the SDK framework's own ReplicationState call back to Vault on every request.
@@ -103,12 +106,12 @@ func (e *Env) compare(t testing.TB, what string, clients []int, names []string, 
 
 // CachedRead compares creds/<role> in shared mode (a warm cache: no Salesforce call) with the
 // same Vault's KV-v2 read of a secret holding the same data, and with token creation (the
-// leased floor).
+// leased floor); and shows the client-credentials cached read beside them.
 func (e *Env) CachedRead(t testing.TB) *Comparison {
 	t.Helper()
 	o := e.ops()
-	ops := map[string]Op{OpCreds: o["shared"], OpKV: o[OpKV], OpLease: o[OpLease], OpInfo: o[OpInfo]}
-	return e.compare(t, "cached read", e.Plan.CachedClients, []string{OpCreds, OpKV, OpLease, OpInfo}, ops)
+	ops := map[string]Op{OpCreds: o["shared"], OpKV: o[OpKV], OpLease: o[OpLease], OpInfo: o[OpInfo], OpCCShared: o[OpCCShared]}
+	return e.compare(t, "cached read", e.Plan.CachedClients, []string{OpCreds, OpKV, OpLease, OpInfo, OpCCShared}, ops)
 }
 
 // ColdMint compares creds/<role> in per_lease mode (a token request on every read, and a lease)

@@ -158,6 +158,7 @@ func Setup(t testing.TB, plan Plan) *Env {
 		"consumer_key": emulator.DemoCCConsumerKey, "consumer_secret": emulator.DemoCCConsumerSecret,
 		"login_url": e.Emu.URL, "allow_non_salesforce_host": true, "ca_cert": e.Emu.CAPEM})
 	e.S.Write(t, Mount+"/roles/cc-leased", map[string]any{"connection": "cc", "token_mode": "per_lease", "ttl": "1h", "max_ttl": "1h"})
+	e.S.Write(t, Mount+"/roles/cc-shared", map[string]any{"connection": "cc"})
 
 	e.H = NewHTTP(e.S.Addr, e.S.Token, 128)
 	t.Cleanup(e.H.Close)
