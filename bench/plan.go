@@ -30,8 +30,9 @@ type Plan struct {
 	CCCached, CCCold int           // concurrent readers of the client-credentials roles
 	CCIdleTimeout    time.Duration
 
-	// Tenant-secret rotation: TSRotations back to back per round. Salesforce holds at most 50
-	// tenant secrets of a type: TSRounds × TSRotations stays below.
+	// Tenant-secret rotation: TSRotations back to back per round, alone and under load.
+	// Salesforce holds at most 50 tenant secrets of a type: 2 × TSRounds × TSRotations stays
+	// below.
 	TSRounds, TSRotations int
 	TSWindow              time.Duration
 	TSCached              int // readers of a shared role beside the one per_lease client
@@ -73,7 +74,7 @@ func FullPlan() Plan {
 		RotRounds: 3, RotWindow: 10 * time.Second, RotCached: 4, RotCold: 4,
 		PropagationDelay: 2 * time.Second, RotationIdleTimeout: 120 * time.Second,
 		CCRounds: 3, CCWindow: 10 * time.Second, CCCached: 4, CCCold: 2, CCIdleTimeout: 150 * time.Second,
-		TSRounds: 5, TSRotations: 5, TSWindow: 3 * time.Second, TSCached: 4,
+		TSRounds: 5, TSRotations: 4, TSWindow: 3 * time.Second, TSCached: 4,
 		KeyRounds: 5, KeyType: "rsa-4096", KeyCached: 6, KeyCold: 2, KeyBaseWindow: 2 * time.Second,
 		ScaleConns: 1000, ScaleRoles: 10000, KeyVersions: 20, ListRounds: 9, SeedWorkers: 16,
 	}
