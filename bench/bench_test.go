@@ -54,6 +54,8 @@ func TestBench(t *testing.T) {
 		{"connection-reuse", func(t *testing.T) { rep.Reuse = e.ConnectionReuse(t) }},
 		{"stampede", func(t *testing.T) { rep.Stampede = e.Stampede(t) }},
 		{"rotation-under-load", func(t *testing.T) { rep.Rotation = e.RotationUnderLoad(t) }},
+		{"consumer-secret-rotation", func(t *testing.T) { rep.CCRotation = e.CCRotationUnderLoad(t) }},
+		{"tenant-secret-rotation", func(t *testing.T) { rep.TenantRotation = e.TenantRotation(t) }},
 		{"key-generation", func(t *testing.T) { rep.KeyGen = e.KeyGenUnderLoad(t) }},
 		{"scale", func(t *testing.T) { rep.Scale = e.Scale(t) }},
 	}

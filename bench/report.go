@@ -91,9 +91,12 @@ type Report struct {
 	Reuse    []ReuseRound
 	Stampede []StampedeRound
 	Rotation *RotationResult
-	KeyGen   *KeyGenResult
-	Scale    *ScaleResult
-	InProc   *InProc
+	// The rotations of the other secrets, under the same kind of load.
+	CCRotation     *CCRotationResult
+	TenantRotation *TenantRotationResult
+	KeyGen         *KeyGenResult
+	Scale          *ScaleResult
+	InProc         *InProc
 
 	Checks []Check
 }
@@ -176,6 +179,19 @@ func (r *Report) Evaluate() {
 		add(Check{Measurement: "rotation under load", What: "rotations completed (metadata_api, under load)", Target: "≥ 1, none stuck",
 			Measured: fmt.Sprintf("%d, key version %d → %d", rot.Rotations, rot.VersionBefore, rot.VersionAfter),
 			OK:       rot.Rotations >= 1 && len(rot.Errors) == 0 && rot.VersionAfter > rot.VersionBefore, Correctness: true})
+	}
+	if cc := r.CCRotation; cc != nil {
+		add(Check{Measurement: "consumer-secret rotation", What: "failed reads", Target: "0", Measured: fmt.Sprint(cc.Failed), OK: cc.Failed == 0, Correctness: true})
+		add(Check{Measurement: "consumer-secret rotation", What: "rotations completed (client_credentials, under load, to idle)", Target: "≥ 1, none stuck",
+			Measured: fmt.Sprintf("%d, consumer credential version %d → %d", cc.Rotations, cc.VersionBefore, cc.VersionAfter),
+			OK:       cc.Rotations >= 1 && len(cc.Errors) == 0, Correctness: true})
+	}
+	if ts := r.TenantRotation; ts != nil {
+		want := 2 * r.Plan.TSRounds * r.Plan.TSRotations // alone, then under load
+		add(Check{Measurement: "tenant-secret rotation", What: "failed reads (alone and during the rotations)", Target: "0", Measured: fmt.Sprint(ts.Failed), OK: ts.Failed == 0, Correctness: true})
+		add(Check{Measurement: "tenant-secret rotation", What: "rotations completed (data, each a new active version)", Target: fmt.Sprint(want),
+			Measured: fmt.Sprintf("%d, active version %d → %d", ts.Rotations, ts.VersionBefore, ts.VersionAfter),
+			OK:       ts.Rotations == want && ts.VersionAfter-ts.VersionBefore == int64(want) && len(ts.Errors) == 0, Correctness: true})
 	}
 	if k := r.KeyGen; k != nil {
 		stalled := false
@@ -353,6 +369,8 @@ func (r *Report) Markdown() string {
 			rot.Rotations, Dur(MedianDur(rot.Durations)), rot.VersionBefore, rot.VersionAfter, rot.Failed)
 		writeErrors(&b, append(append([]string{}, rot.FailMsgs...), rot.Errors...))
 	}
+
+	r.secretRotations(&b)
 
 	if s := r.Scale; s != nil {
 		w("## 5. Scale\n\nA fresh plugin mount `scale/` seeded through Vault's API with %d connections (each imports one key with its\n", s.Conns)

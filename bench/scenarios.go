@@ -198,62 +198,26 @@ func (e *Env) RotationUnderLoad(t testing.TB) *RotationResult {
 	cold := func(int) error {
 		return e.H.Expect("GET", Mount+"/creds/rot-leased", nil, `"lease_id":"`+Mount+`/creds/rot-leased/`)
 	}
-	for r := 0; r < p.RotRounds; r++ {
-		for _, phase := range rotate([]string{"base", "rotate"}, r) {
-			var wg sync.WaitGroup
-			var wc, wl Window
-			wg.Add(2)
-			go func() { defer wg.Done(); wc = Load(p.RotCached, p.Warm, p.RotWindow, cached, nil) }()
-			go func() { defer wg.Done(); wl = Load(p.RotCold, p.Warm, p.RotWindow, cold, nil) }()
-			if phase == "rotate" {
-				time.Sleep(p.Warm)
-				end := time.Now().Add(p.RotWindow)
-				for time.Now().Before(end) {
-					start := time.Now()
-					if err := e.H.Expect("POST", Mount+"/connections/rot/rotate", []byte(`{}`), `"state"`); err != nil {
-						res.Errors = append(res.Errors, "rotate: "+err.Error())
-						break
-					}
-					// The window's own cold readers promote the key; once the window is over,
-					// WaitIdle's reads do.
-					_, err := e.WaitIdle(Mount, "rot", p.RotationIdleTimeout, func() error {
-						if time.Now().Before(end) {
-							return nil
-						}
-						return cold(0)
-					})
-					if err != nil {
-						res.Errors = append(res.Errors, err.Error())
-						break
-					}
-					res.Rotations++
-					res.Durations = append(res.Durations, time.Since(start))
-				}
+	u := e.underLoad(p.RotRounds, p.RotWindow, []Reader{{p.RotCached, cached}, {p.RotCold, cold}}, func(r int, end time.Time) {
+		for time.Now().Before(end) {
+			start := time.Now()
+			if err := e.H.Expect("POST", Mount+"/connections/rot/rotate", []byte(`{}`), `"state"`); err != nil {
+				res.Errors = append(res.Errors, "rotate: "+err.Error())
+				break
 			}
-			wg.Wait()
-			if phase == "rotate" {
-				// A rotation still in flight finishes before the next window, with cold reads
-				// to promote the key once its certificate has propagated.
-				if _, err := e.WaitIdle(Mount, "rot", p.RotationIdleTimeout, func() error { return cold(0) }); err != nil {
-					res.Errors = append(res.Errors, err.Error())
-				}
-				res.RotCached = append(res.RotCached, Summarize(wc))
-				res.RotCold = append(res.RotCold, Summarize(wl))
-			} else {
-				res.BaseCached = append(res.BaseCached, Summarize(wc))
-				res.BaseCold = append(res.BaseCold, Summarize(wl))
+			// The window's cold readers, which run until this returns, promote the key once its
+			// certificate has propagated.
+			if _, err := e.WaitIdle(Mount, "rot", p.RotationIdleTimeout, nil); err != nil {
+				res.Errors = append(res.Errors, err.Error())
+				break
 			}
-			for _, w := range []Window{wc, wl} {
-				res.Failed += w.Errors
-				for _, m := range w.ErrMsgs {
-					if len(res.FailMsgs) < 5 {
-						res.FailMsgs = append(res.FailMsgs, m)
-					}
-				}
-			}
+			res.Rotations++
+			res.Durations = append(res.Durations, time.Since(start))
 		}
-		t.Logf("rotation under load: round %d/%d done (%d rotations so far)", r+1, p.RotRounds, res.Rotations)
-	}
+		t.Logf("rotation under load: round %d/%d: %d rotations so far", r+1, p.RotRounds, res.Rotations)
+	})
+	res.BaseCached, res.BaseCold, res.RotCached, res.RotCold = u.Base[0], u.Base[1], u.During[0], u.During[1]
+	res.Failed, res.FailMsgs = u.Failed, u.FailMsgs
 	res.VersionAfter = e.ActiveKeyVersion(t, Mount, "rot")
 	return res
 }
@@ -270,7 +234,11 @@ type KeyGenResult struct {
 }
 
 func summarizeRange(w Window, from, to time.Time) Summary {
-	l := w.Latencies(from, to)
+	return summarizeSorted(w.Latencies(from, to))
+}
+
+// summarizeSorted is the latency summary of sorted latencies.
+func summarizeSorted(l []time.Duration) Summary {
 	s := Summary{N: len(l)}
 	if len(l) > 0 {
 		s.P50, s.P99, s.Max = Pct(l, 0.5), Pct(l, 0.99), l[len(l)-1]

@@ -28,6 +28,9 @@ const (
 	kvSecret   = KVMount + "/data/creds-copy"
 )
 
+// byokCertificate is the emulator org's BYOK certificate that tenant secrets are wrapped for.
+const byokCertificate = "Bench_BYOK"
+
 // KeyPair is a key made by the harness, imported into a connection with its certificate, and
 // registered on an emulator app at the app's creation (so it takes effect at once). The raw
 // baseline of a cold mint signs with the same key the plugin signs with.
@@ -114,8 +117,16 @@ func Setup(t testing.TB, plan Plan) *Env {
 	// Logins per user are unlimited (a cold-mint window alone makes thousands); each request is
 	// not logged (the log would be the emulator's main cost); certificate changes propagate
 	// after a small delay, so a rotation goes through the "old certificate still valid" phase.
+	// Tenant secrets of a type may be uploaded again at once (Salesforce waits 24 h or more), so
+	// that the tenant-secret rotation can be timed over rounds.
 	e.Emu = e2e.StartEmulator(t, cfg, "-login-rate-limit", "-1", "-quiet",
-		"-propagation-delay", plan.PropagationDelay.String(), "-propagation-overlap", "old")
+		"-propagation-delay", plan.PropagationDelay.String(), "-propagation-overlap", "old",
+		"-tenant-secret-min-interval", "1ms")
+	// The deploy user may rotate External Client App credentials (with the org setting on) and
+	// upload tenant secrets for the org's BYOK certificate.
+	e.Emu.SetPermissions(t, e.Emu.DeployUsername, emulator.PermExternalClientAppDeveloper, emulator.PermViewClientSecret, emulator.PermManageEncryptionKeys)
+	e.Emu.SetOrgSettings(t, map[string]any{"allow_eca_consumer_secret_rest": true})
+	e.Emu.AddBYOKCertificate(t, byokCertificate)
 	mk := func(name string, kp KeyPair) App {
 		a := App{Name: name, ConsumerKey: "3MVG9" + name + strings.Repeat("0", 80-len(name)), Keys: kp}
 		e.Emu.AddApp(t, a.Name, a.ConsumerKey, a.Keys.CertPEM)
@@ -153,12 +164,22 @@ func Setup(t testing.TB, plan Plan) *Env {
 	e.CreateRole(t, Mount, "big-shared", "big", nil)
 	e.CreateRole(t, Mount, "big-leased", "big", leased)
 	// A client-credentials connection on the seed's External Client App: the same mint without
-	// a signature, for the app's run-as user (so its role names no username).
+	// a signature, for the app's run-as user (so its role names no username). Connection
+	// "ccadmin" (the deploy user's login) rotates its consumer key and secret, with the shortest
+	// overlap the plugin allows.
+	e.CreateConnection(t, Mount, "ccadmin", e.Main, map[string]any{"deploy_username": e.Emu.DeployUsername})
 	e.S.Write(t, Mount+"/connections/cc", map[string]any{"auth_flow": "client_credentials",
 		"consumer_key": emulator.DemoCCConsumerKey, "consumer_secret": emulator.DemoCCConsumerSecret,
-		"login_url": e.Emu.URL, "allow_non_salesforce_host": true, "ca_cert": e.Emu.CAPEM})
+		"login_url": e.Emu.URL, "allow_non_salesforce_host": true, "ca_cert": e.Emu.CAPEM,
+		"credentials_rotation_connection": "ccadmin", "credentials_overlap": "1m"})
 	e.S.Write(t, Mount+"/roles/cc-leased", map[string]any{"connection": "cc", "token_mode": "per_lease", "ttl": "1h", "max_ttl": "1h"})
 	e.S.Write(t, Mount+"/roles/cc-shared", map[string]any{"connection": "cc"})
+	// Connection "ts" uploads the org's data tenant secret with the deploy user's login; its roles
+	// are read while it does.
+	e.CreateConnection(t, Mount, "ts", e.Main, map[string]any{"deploy_username": e.Emu.DeployUsername})
+	e.S.Write(t, Mount+"/connections/ts/tenant-secrets/data", map[string]any{"certificate_name": byokCertificate})
+	e.CreateRole(t, Mount, "ts-shared", "ts", nil)
+	e.CreateRole(t, Mount, "ts-leased", "ts", leased)
 
 	e.H = NewHTTP(e.S.Addr, e.S.Token, 128)
 	t.Cleanup(e.H.Close)
@@ -226,28 +247,38 @@ func (e *Env) CreateRole(t testing.TB, mount, name, conn string, extra map[strin
 // TokenRequests is the emulator's token request counter.
 func (e *Env) TokenRequests(t testing.TB) int64 { return e.Emu.Counter(t, "token_requests") }
 
-// RotationState reads connections/<name>/rotation's state.
-func (e *Env) RotationState(mount, name string) (string, error) {
-	status, b, err := e.H.Do("GET", mount+"/connections/"+name+"/rotation", nil)
+// rotationView is what the measurements read of a rotation: connections/<name>/rotation (the
+// key) or connections/<name>/credentials/rotation (the consumer credentials).
+type rotationView struct {
+	State            string `json:"state"`
+	LastError        string `json:"last_error"`
+	DeletePreviousAt string `json:"delete_previous_at"` // consumer credentials: the overlap's end
+}
+
+func (e *Env) readRotation(path string) (rotationView, error) {
+	status, b, err := e.H.Do("GET", path, nil)
 	if err != nil {
-		return "", err
+		return rotationView{}, err
 	}
 	if status != 200 {
-		return "", fmt.Errorf("rotation state: HTTP %d: %.200s", status, b)
+		return rotationView{}, fmt.Errorf("rotation state: HTTP %d: %.200s", status, b)
 	}
 	var out struct {
-		Data struct {
-			State     string `json:"state"`
-			LastError string `json:"last_error"`
-		} `json:"data"`
+		Data rotationView `json:"data"`
 	}
 	if err := json.Unmarshal(b, &out); err != nil {
-		return "", err
+		return rotationView{}, err
 	}
 	if out.Data.State == "failed" {
-		return out.Data.State, fmt.Errorf("rotation failed: %s", out.Data.LastError)
+		return out.Data, fmt.Errorf("rotation failed: %s", out.Data.LastError)
 	}
-	return out.Data.State, nil
+	return out.Data, nil
+}
+
+// RotationState reads connections/<name>/rotation's state.
+func (e *Env) RotationState(mount, name string) (string, error) {
+	v, err := e.readRotation(mount + "/connections/" + name + "/rotation")
+	return v.State, err
 }
 
 // WaitIdle polls the rotation until it is idle, calling nudge between polls, and returns how
@@ -257,21 +288,31 @@ func (e *Env) RotationState(mount, name string) (string, error) {
 // refused tries the pending key and promotes it — so under read load a rotation completes as
 // soon as the certificate has propagated.
 func (e *Env) WaitIdle(mount, name string, timeout time.Duration, nudge func() error) (time.Duration, error) {
+	var n func(rotationView) error
+	if nudge != nil {
+		n = func(rotationView) error { return nudge() }
+	}
+	return e.waitIdle(mount+"/connections/"+name+"/rotation", timeout, n)
+}
+
+// waitIdle polls the rotation at path until it is idle, calling nudge (if not nil) with each
+// state seen that is not.
+func (e *Env) waitIdle(path string, timeout time.Duration, nudge func(rotationView) error) (time.Duration, error) {
 	start := time.Now()
 	for {
-		st, err := e.RotationState(mount, name)
+		v, err := e.readRotation(path)
 		if err != nil {
 			return time.Since(start), err
 		}
-		if st == "idle" {
+		if v.State == "idle" {
 			return time.Since(start), nil
 		}
 		if time.Since(start) > timeout {
-			return time.Since(start), fmt.Errorf("rotation of %s still %s after %s", name, st, timeout)
+			return time.Since(start), fmt.Errorf("rotation at %s still %s after %s", path, v.State, timeout)
 		}
 		if nudge != nil {
-			if err := nudge(); err != nil {
-				return time.Since(start), fmt.Errorf("read during rotation: %w", err)
+			if err := nudge(v); err != nil {
+				return time.Since(start), fmt.Errorf("during the rotation: %w", err)
 			}
 		}
 		time.Sleep(100 * time.Millisecond)

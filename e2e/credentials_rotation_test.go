@@ -60,10 +60,8 @@ func newCCRotationEnv(t *testing.T, f consumerFlow) (*Env, string) {
 	t.Helper()
 	e := NewEnv(t)
 	v := e.Vault
-	e.Emu.admin(t, http.MethodPut, "/__emulator/users/"+url.PathEscape(e.Emu.DeployUsername)+"/permissions",
-		map[string]any{"permissions": []string{emulator.PermExternalClientAppDeveloper, emulator.PermViewClientSecret}})
-	e.Emu.admin(t, http.MethodPut, "/__emulator/orgs/"+url.PathEscape(e.Emu.OrgID)+"/settings",
-		map[string]any{"allow_eca_consumer_secret_rest": true})
+	e.Emu.SetPermissions(t, e.Emu.DeployUsername, emulator.PermExternalClientAppDeveloper, emulator.PermViewClientSecret)
+	e.Emu.SetOrgSettings(t, map[string]any{"allow_eca_consumer_secret_rest": true})
 	e.CreateConnection(t, v, "admin", map[string]any{"deploy_username": e.Emu.DeployUsername})
 	trustConnectionAtOnce(t, e, v, "admin")
 	roleFields, key := f.create(t, e, map[string]any{"credentials_rotation_connection": "admin", "credentials_overlap": "1m"})

@@ -233,3 +233,23 @@ func (e *Emulator) RequireTokenRevoked(t testing.TB, token string) {
 		t.Fatalf("userinfo still accepts a revoked token: %s", body)
 	}
 }
+
+// SetPermissions replaces a user's permissions (emulator.Perm…), as an admin assigning
+// permission sets in Setup.
+func (e *Emulator) SetPermissions(t testing.TB, username string, perms ...string) {
+	t.Helper()
+	e.admin(t, http.MethodPut, "/__emulator/users/"+url.PathEscape(username)+"/permissions", map[string]any{"permissions": perms})
+}
+
+// SetOrgSettings changes settings of the demo org (e.g. allow_eca_consumer_secret_rest).
+func (e *Emulator) SetOrgSettings(t testing.TB, settings map[string]any) {
+	t.Helper()
+	e.admin(t, http.MethodPut, "/__emulator/orgs/"+url.PathEscape(e.OrgID)+"/settings", settings)
+}
+
+// AddBYOKCertificate creates a BYOK certificate in the demo org; the emulator (Salesforce's
+// side) holds its private key, to unwrap the tenant secrets uploaded for it.
+func (e *Emulator) AddBYOKCertificate(t testing.TB, name string) {
+	t.Helper()
+	e.admin(t, http.MethodPost, "/__emulator/byok-certificates", map[string]any{"org_id": e.OrgID, "name": name})
+}

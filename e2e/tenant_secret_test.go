@@ -92,9 +92,8 @@ func TestTenantSecretBYOK(t *testing.T) {
 func newBYOKEnv(t *testing.T, o relEnvOptions) *Env {
 	t.Helper()
 	e := newRelEnv(t, o)
-	e.Emu.admin(t, http.MethodPut, "/__emulator/users/"+e.Emu.DeployUsername+"/permissions",
-		map[string]any{"permissions": []string{emulator.PermManageEncryptionKeys}})
-	e.Emu.admin(t, http.MethodPost, "/__emulator/byok-certificates", map[string]any{"org_id": e.Emu.OrgID, "name": "Vault_BYOK"})
+	e.Emu.SetPermissions(t, e.Emu.DeployUsername, emulator.PermManageEncryptionKeys)
+	e.Emu.AddBYOKCertificate(t, "Vault_BYOK")
 	e.CreateConnection(t, e.Vault, "prod", map[string]any{"deploy_username": e.Emu.DeployUsername})
 	e.TrustConnection(t, e.Vault, "prod")
 	return e
