@@ -60,7 +60,8 @@ unit:
 
 ## e2e: end-to-end tests, a real Vault (dev mode and a 3-node Raft cluster) running the built plugin
 ##      (-parallel 8: the rotation tests mostly wait for Vault's 60 s periodic tick, not for CPU),
-##      then the benchmark's smoke (correctness only, a few seconds; `make bench` is the full run)
+##      then the benchmark's smoke (correctness only, ~1.5 min: one consumer-secret rotation waits out
+##      its 1-minute overlap; `make bench` is the full run)
 ##      Terraform + the Vault provider (built from the module proxy, ~7 min once) and the
 ##      Salesforce CLI (npm, ~1 min once) are made ready first, outside the tests' timeouts.
 e2e: build emulator
